@@ -1,0 +1,41 @@
+"""sd_model: system-dynamics forecasting with PySD, SciPy and xarray.
+
+>>> import sd_model
+>>> model = sd_model.load("models/example_regions.mdl")  # doctest: +SKIP
+>>> ds = model.run(method="RK45")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from sd_model._errors import (
+    IntegrationError,
+    ModelLoadError,
+    ParameterError,
+    ScenarioError,
+    SDModelError,
+    SDModelWarning,
+    UnsupportedFeatureError,
+)
+from sd_model.integrate import SolverOptions, TimeGrid
+from sd_model.model import Model, load
+from sd_model.results import open_results, to_table, write_results
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "IntegrationError",
+    "Model",
+    "ModelLoadError",
+    "ParameterError",
+    "SDModelError",
+    "SDModelWarning",
+    "ScenarioError",
+    "SolverOptions",
+    "TimeGrid",
+    "UnsupportedFeatureError",
+    "__version__",
+    "load",
+    "open_results",
+    "to_table",
+    "write_results",
+]

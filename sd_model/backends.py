@@ -1,0 +1,318 @@
+"""Backends: what turns a loaded model plus overrides into a runnable :class:`System`.
+
+* ``pysd`` (reference): PySD's own runtime model, driven by our integrators instead of
+  PySD's Euler loop. It runs every construct PySD runs, one scenario at a time.
+* ``compiled``: the model compiled to vectorized NumPy (``sd_model.compiler``), batched
+  over scenarios.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from sd_model._errors import ParameterError, SDModelError, UnsupportedFeatureError
+from sd_model._meta import VariableInfo
+from sd_model.integrate import TimeGrid
+
+BackendName = Literal["auto", "compiled", "pysd"]
+BACKENDS: tuple[str, ...] = ("auto", "compiled", "pysd")
+
+
+class _Leaf:
+    """One dynamic stateful object of PySD's runtime, flattened into ``y``."""
+
+    __slots__ = ("dims_coords", "discrete", "label", "obj", "shape", "size", "start")
+
+    def __init__(self, obj: Any, label: str, start: int) -> None:
+        self.obj = obj
+        self.label = label
+        state = obj.state
+        if isinstance(state, xr.DataArray):
+            self.dims_coords: list[tuple[str, list[Any]]] | None = [
+                (str(d), [str(v) for v in state.coords[d].values]) if d in state.coords else (
+                    str(d),
+                    list(range(state.sizes[d])),
+                )
+                for d in state.dims
+            ]
+        else:
+            self.dims_coords = None
+        arr = np.asarray(_values(state), dtype=float)
+        self.shape = arr.shape
+        self.size = int(arr.size)
+        self.start = start
+        # DELAY FIXED and SAMPLE IF TRUE return NaN from ddt(): they update per step.
+        self.discrete = type(obj).__name__ in {"DelayFixed", "SampleIfTrue"}
+
+    def labels(self) -> list[str]:
+        if self.size == 1 and not self.dims_coords:
+            return [self.label]
+        if not self.dims_coords:
+            return [f"{self.label}[{i}]" for i in range(self.size)]
+        import itertools
+
+        combos = itertools.product(*[c for _, c in self.dims_coords])
+        return [f"{self.label}[{','.join(str(x) for x in combo)}]" for combo in combos]
+
+
+def _values(value: Any) -> Any:
+    if isinstance(value, xr.DataArray):
+        return value.values
+    return value
+
+
+def _collect_leaves(elements: Sequence[Any], prefix: str = "") -> list[Any]:
+    """Flatten PySD's dynamic statefuls, descending into macros."""
+    out: list[Any] = []
+    for el in elements:
+        inner = getattr(el, "_dynamicstateful_elements", None)
+        if inner is not None and type(el).__name__ in {"Macro", "Model"}:
+            name = getattr(el, "py_name", "") or "macro"
+            out.extend(_collect_leaves(inner, prefix=f"{prefix}{name}."))
+        else:
+            out.append((el, prefix + str(getattr(el, "py_name", "") or type(el).__name__)))
+    return out
+
+
+class _BreakpointRecorder:
+    """Wraps PySD's STEP/PULSE/RAMP functions in a runtime module to record their times."""
+
+    def __init__(self, module: Any) -> None:
+        self.times: set[float] = set()
+        self._final = math.inf
+        from pysd.py_backend import functions as f
+
+        for name, fn in (("step", f.step), ("pulse", f.pulse), ("ramp", f.ramp)):
+            if getattr(module, name, None) is fn:
+                setattr(module, name, self._wrap(name, fn))
+
+    def set_final_time(self, final: float) -> None:
+        self._final = final
+
+    def _add(self, *values: Any) -> None:
+        for v in values:
+            if v is None:
+                continue
+            for x in np.unique(np.asarray(_values(v), dtype=float).ravel()):
+                if math.isfinite(float(x)):
+                    self.times.add(float(x))
+
+    def _wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(time: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                self._record(name, time, args, kwargs)
+            except Exception:  # recording is best effort; never break a run
+                pass
+            return fn(time, *args, **kwargs)
+
+        return wrapper
+
+    def _record(self, name: str, time: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if name == "step":
+            self._add(args[1] if len(args) > 1 else kwargs.get("tstep"))
+        elif name == "ramp":
+            start = args[1] if len(args) > 1 else kwargs.get("start")
+            finish = args[2] if len(args) > 2 else kwargs.get("finish")
+            self._add(start, finish)
+        else:
+            names = ("start", "repeat_time", "width", "magnitude", "end")
+            bound = dict(zip(names, args, strict=False)) | kwargs
+            start = bound.get("start")
+            width = bound.get("width")
+            if width is None:
+                width = 0.5 * time.time_step()
+            repeat = bound.get("repeat_time") or 0
+            end = bound.get("end")
+            if start is None:
+                return
+            starts = np.unique(np.asarray(_values(start), dtype=float).ravel())
+            widths = np.unique(np.asarray(_values(width), dtype=float).ravel())
+            repeats = np.unique(np.asarray(_values(repeat), dtype=float).ravel())
+            stop = self._final if end is None else float(np.max(_values(end)))
+            for s in starts:
+                for r in repeats:
+                    k_max = 0 if r <= 0 else min(int((stop - s) / r) + 1, 10_000)
+                    for k in range(k_max + 1):
+                        t0 = s + k * r
+                        self._add(t0, *(t0 + w for w in widths))
+
+
+class PySDSystem:
+    """PySD's runtime model as an integrable :class:`~sd_model.integrate.System`.
+
+    The runtime's own state is the truth for fixed-step Euler, so Euler reproduces
+    PySD's ``run()`` exactly (including DELAY FIXED and non-negative stocks); adaptive
+    methods set the stateful objects from ``y`` before each evaluation.
+    """
+
+    def __init__(
+        self,
+        runtime: Any,
+        grid: TimeGrid,
+        capture: Sequence[VariableInfo],
+        overrides: Mapping[str, Any],
+    ) -> None:
+        self._m = runtime
+        self._capture = list(capture)
+        recorder = _BreakpointRecorder(runtime.components._components)
+        recorder.set_final_time(grid.final_time)
+        # PySD re-reads INITIAL TIME from the components when it initializes; replacing
+        # it there makes stocks initialize at the requested time, as in Vensim.
+        t0 = float(grid.initial_time)
+        runtime.components._control_vars["initial_time"] = lambda: t0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runtime._config_simulation(
+                dict(overrides) or None,
+                [v.py_name for v in self._capture],
+                None,
+                "original",
+                grid.final_time,
+                grid.time_step,
+                grid.saveper,
+                False,
+                progress=False,
+            )
+        dynamic = [
+            name
+            for name in ("initial_time", "final_time", "time_step", "saveper")
+            if runtime.cache_type.get(name) == "step"
+        ]
+        if dynamic:
+            raise UnsupportedFeatureError(
+                f"The control variable(s) {', '.join(n.upper().replace('_', ' ') for n in dynamic)} "
+                "change during the run; sd_model fixes the time grid when the run starts. "
+                "Make them constants (or pass final_time=/time_step=/saveper= to run)."
+            )
+        self._leaves: list[_Leaf] = []
+        start = 0
+        for obj, label in _collect_leaves(runtime._dynamicstateful_elements):
+            leaf = _Leaf(obj, label, start)
+            if not leaf.discrete:
+                start += leaf.size
+            self._leaves.append(leaf)
+        self._n = start
+        self._labels = [lab for leaf in self._leaves if not leaf.discrete for lab in leaf.labels()]
+        self._recorder = recorder
+        self._synced: tuple[float, np.ndarray] | None = None
+        # Evaluate every captured variable once at the initial time: this records
+        # the breakpoints and surfaces evaluation errors before integrating.
+        self._y0 = self._flatten()
+        self._t0 = grid.initial_time
+        self._synced = (self._t0, self._y0.copy())
+        self._first = self._evaluate()
+
+    # --- System protocol -------------------------------------------------
+    @property
+    def state_labels(self) -> Sequence[str]:
+        return self._labels
+
+    @property
+    def breakpoints(self) -> Sequence[float]:
+        return sorted(self._recorder.times)
+
+    @property
+    def discrete_elements(self) -> Sequence[str]:
+        return [leaf.label for leaf in self._leaves if leaf.discrete]
+
+    def initial_state(self) -> np.ndarray:
+        return self._y0.copy()
+
+    def derivative(self, t: float, y: np.ndarray) -> np.ndarray:
+        try:
+            self._set(t, y)
+            out = np.empty(self._n)
+            for leaf in self._leaves:
+                if leaf.discrete:
+                    continue
+                d = np.asarray(_values(leaf.obj.ddt()), dtype=float)
+                out[leaf.start : leaf.start + leaf.size] = np.broadcast_to(d, leaf.shape).ravel()
+            return out
+        except SDModelError:
+            raise
+        except Exception as exc:
+            raise _runtime_error(t, exc) from exc
+
+    def euler_step(self, t: float, y: np.ndarray, dt: float) -> np.ndarray:
+        try:
+            self._set(t, y)
+            m = self._m
+            # Exactly PySD's Model._euler_step and _integrate_step.
+            m.state = m.state + m.ddt() * dt
+            m.time.update(t + dt)
+            m.clean_caches()
+            y_new = self._flatten()
+        except SDModelError:
+            raise
+        except Exception as exc:
+            raise _runtime_error(t, exc) from exc
+        self._synced = (t + dt, y_new.copy())
+        return y_new
+
+    def observe(self, t: float, y: np.ndarray) -> dict[str, Any]:
+        if self._synced is not None and self._synced[0] == self._t0 and t == self._t0:
+            if np.array_equal(self._synced[1], y):
+                return self._first
+        self._set(t, y)
+        return self._evaluate()
+
+    # --- internals ---------------------------------------------------------
+    def _flatten(self) -> np.ndarray:
+        y = np.empty(self._n)
+        for leaf in self._leaves:
+            if leaf.discrete:
+                continue
+            v = np.asarray(_values(leaf.obj.state), dtype=float)
+            y[leaf.start : leaf.start + leaf.size] = np.broadcast_to(v, leaf.shape).ravel()
+        return y
+
+    def _set(self, t: float, y: np.ndarray) -> None:
+        synced = self._synced
+        if synced is not None and synced[0] == t and np.array_equal(synced[1], y):
+            return
+        m = self._m
+        m.time.update(t)
+        for leaf in self._leaves:
+            if leaf.discrete:
+                continue
+            block = y[leaf.start : leaf.start + leaf.size]
+            value: Any = block.reshape(leaf.shape) if leaf.shape else float(block[0])
+            leaf.obj.update(value)
+        m.clean_caches()
+        self._synced = (t, np.array(y, copy=True))
+
+    def _evaluate(self) -> dict[str, Any]:
+        comps = self._m.components
+        out: dict[str, Any] = {}
+        for var in self._capture:
+            try:
+                value = getattr(comps, var.py_name)()
+            except Exception as exc:
+                raise UnsupportedFeatureError(
+                    f"PySD could not evaluate {var.name!r} at time {self._m.time():g}: "
+                    f"{' '.join(str(exc).split())[:400]}"
+                ) from exc
+            out[var.py_name] = value
+        return out
+
+
+def _runtime_error(t: float, exc: BaseException) -> UnsupportedFeatureError:
+    text = " ".join(str(exc).split())[:400]
+    return UnsupportedFeatureError(
+        f"PySD's runtime failed at time {t:g}: {type(exc).__name__}: {text}"
+    )
+
+
+def check_override_value(name: str, value: Any) -> None:
+    """Reject values PySD would silently misread (lists, bare arrays)."""
+    if isinstance(value, list | tuple | np.ndarray) and np.ndim(value) > 0:
+        raise ParameterError(
+            f"Override of {name!r}: give a number, a mapping of subscript elements, or an "
+            "xarray.DataArray / pandas.Series; a bare list or array has no element labels."
+        )

@@ -1,0 +1,652 @@
+"""A loaded model file: metadata, parameters, and ``run``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pysd
+import xarray as xr
+
+from sd_model import _version
+from sd_model._errors import (
+    ModelLoadError,
+    SDModelError,
+    SDModelWarning,
+    UnsupportedFeatureError,
+)
+from sd_model._meta import SDKind, VariableInfo
+from sd_model.backends import BACKENDS, BackendName, PySDSystem
+from sd_model.integrate import METHODS, Method, SolverOptions, TimeGrid, integrate
+from sd_model.overrides import ParameterInfo, ParameterSpace, normalize_name
+from sd_model.results import build_dataset
+from sd_model.translate import (
+    XMILE_SUFFIXES,
+    check_model_path,
+    file_sha256,
+    load_runtime,
+    parse_abstract_model,
+    translate,
+)
+
+_CONTROL = ("initial_time", "final_time", "time_step", "saveper")
+
+
+def load(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> Model:
+    """Load a Vensim (.mdl) or XMILE (.xmile, .stmx) model.
+
+    Parameters
+    ----------
+    path : path-like
+        The model file.
+    cache_dir : path-like, optional
+        Where PySD's translation is cached (default ``$SD_MODEL_CACHE`` or
+        ``~/.cache/sd_model``). Nothing is written next to the model file.
+
+    Returns
+    -------
+    Model
+
+    Raises
+    ------
+    ModelLoadError
+        When the file is missing, has an unknown extension, or cannot be translated.
+
+    Examples
+    --------
+    >>> import sd_model
+    >>> model = sd_model.load("models/example_regions.mdl")  # doctest: +SKIP
+    >>> ds = model.run(method="RK45")  # doctest: +SKIP
+    """
+    p = check_model_path(path)
+    return Model(p, cache_dir=Path(cache_dir) if cache_dir is not None else None)
+
+
+class Model:
+    """A model file translated by PySD, ready to run.
+
+    Use :func:`load` to create one. A ``Model`` holds no run state: every ``run`` starts
+    from the model file's equations plus the overrides given to it.
+    """
+
+    def __init__(self, path: Path, *, cache_dir: Path | None = None) -> None:
+        self.path = path
+        self.sha256 = file_sha256(path)
+        self._cache_dir = cache_dir
+        self.abstract_model = parse_abstract_model(path)
+        self._py_file = translate(path, self.sha256, cache_dir)
+        self._compiled: Any = None
+        self._compile_error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<sd_model.Model {self.path.name}: {len(self.variables)} variables>"
+
+    # ------------------------------------------------------------------ metadata
+    @cached_property
+    def _template(self) -> Any:
+        return load_runtime(self._py_file)
+
+    @cached_property
+    def _doc(self) -> pd.DataFrame:
+        return self._template.doc
+
+    @cached_property
+    def coords(self) -> dict[str, list[str]]:
+        """Subscript range name -> element names."""
+        return {k: [str(e) for e in v] for k, v in self._template._subscript_dict.items()}
+
+    @cached_property
+    def time_units(self) -> str:
+        """Units of the model's time axis (e.g. ``Year``)."""
+        doc = self._doc
+        for py in ("time_step", "initial_time", "final_time"):
+            row = doc[doc["Py Name"] == py]
+            if len(row) and isinstance(row["Units"].iloc[0], str):
+                return str(row["Units"].iloc[0])
+        return ""
+
+    @cached_property
+    def control(self) -> dict[str, float]:
+        """The model file's INITIAL TIME, FINAL TIME, TIME STEP and SAVEPER."""
+        comps = self._template.components
+        out: dict[str, float] = {}
+        for name in _CONTROL:
+            try:
+                out[name] = float(getattr(comps, name)())
+            except Exception as exc:  # pragma: no cover - PySD always defines them
+                raise ModelLoadError(f"{self.path}: cannot evaluate {name}: {exc}") from exc
+        return out
+
+    @cached_property
+    def _flow_names(self) -> set[str]:
+        """Normalized names of variables that appear directly in a stock's flow equation."""
+        from pysd.translators.structures import abstract_expressions as ae
+
+        flows: set[str] = set()
+
+        def refs(node: Any) -> None:
+            if isinstance(node, ae.ReferenceStructure):
+                flows.add(normalize_name(str(node.reference)))
+            elif isinstance(node, ae.ArithmeticStructure):
+                for arg in node.arguments:
+                    refs(arg)
+
+        for section in self.abstract_model.sections[:1]:
+            for el in section.elements:
+                for comp in el.components:
+                    if isinstance(comp.ast, ae.IntegStructure):
+                        refs(comp.ast.flow)
+        return flows
+
+    @cached_property
+    def variables(self) -> list[VariableInfo]:
+        """Every variable a run returns, with its metadata."""
+        out: list[VariableInfo] = []
+        runtime = self._template
+        for row in self._doc.itertuples(index=False):
+            py_name = str(row[1])
+            kind_raw = row[5]
+            if not isinstance(kind_raw, str) or py_name == "time":
+                continue
+            if kind_raw == "Lookup" or runtime.get_args(py_name):
+                continue
+            subtype = str(row[6])
+            kind: SDKind
+            if kind_raw == "Stateful" and subtype in {"Integ", "NonNegativeInteg"}:
+                kind = "stock"
+            elif kind_raw == "Constant":
+                kind = "constant"
+            elif kind_raw == "Data":
+                kind = "data"
+            elif normalize_name(str(row[0])) in self._flow_names:
+                kind = "flow"
+            else:
+                kind = "auxiliary"
+            dims = tuple(str(d) for d in row[2]) if isinstance(row[2], list) else ()
+            out.append(
+                VariableInfo(
+                    py_name=py_name,
+                    name=str(row[0]),
+                    dims=dims,
+                    units=_text(row[3]),
+                    description=_text(row[7]),
+                    sd_kind=kind,
+                    time_dependent=kind != "constant",
+                )
+            )
+        return out
+
+    @cached_property
+    def _space(self) -> ParameterSpace:
+        infos: list[ParameterInfo] = []
+        other: dict[str, str] = {}
+        comps = self._template.components
+        runtime = self._template
+        for row in self._doc.itertuples(index=False):
+            name, py_name, subs, units, _lim, kind, subtype, comment = row[:8]
+            if not isinstance(kind, str) or py_name == "time":
+                continue
+            dims = tuple(str(d) for d in subs) if isinstance(subs, list) else ()
+            if py_name in _CONTROL:
+                other[normalize_name(str(name))] = (
+                    "control variable (use initial_time/final_time/time_step/saveper)"
+                )
+                continue
+            if kind == "Constant" or (kind == "Data" and not runtime.get_args(py_name)):
+                try:
+                    default: Any = getattr(comps, py_name)()
+                except Exception:
+                    default = None
+                if isinstance(default, xr.DataArray):
+                    default = default.astype(float)
+                elif default is not None:
+                    try:
+                        default = float(default)
+                    except (TypeError, ValueError):
+                        default = None
+                infos.append(
+                    ParameterInfo(
+                        py_name=str(py_name),
+                        name=str(name),
+                        kind="constant",
+                        dims=dims,
+                        units=_text(units),
+                        description=_text(comment),
+                        default=default,
+                    )
+                )
+            elif kind == "Lookup":
+                infos.append(
+                    ParameterInfo(
+                        py_name=str(py_name),
+                        name=str(name),
+                        kind="lookup",
+                        dims=dims,
+                        units=_text(units),
+                        description=_text(comment),
+                        default=None,
+                    )
+                )
+            else:
+                what = "stock" if subtype in {"Integ", "NonNegativeInteg"} else "computed variable"
+                other[normalize_name(str(name))] = what
+                other[normalize_name(str(py_name))] = what
+        return ParameterSpace(infos, self.coords, other)
+
+    @property
+    def parameters(self) -> pd.DataFrame:
+        """The constants and lookups a user can set.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by the model's name, with columns ``py_name``, ``kind``
+            (constant or lookup), ``default`` (a number, a dict of element -> value for
+            subscripted constants, or '' for lookups), ``units``, ``dims`` and
+            ``description``.
+        """
+        rows = []
+        for info in self._space.parameters.values():
+            default: Any = info.default
+            if isinstance(default, xr.DataArray):
+                default = _dataarray_to_dict(default)
+            elif default is None:
+                default = ""
+            rows.append(
+                {
+                    "name": info.name,
+                    "py_name": info.py_name,
+                    "kind": info.kind,
+                    "default": default,
+                    "units": info.units,
+                    "dims": ", ".join(info.dims),
+                    "description": info.description,
+                }
+            )
+        columns = ["name", "py_name", "kind", "default", "units", "dims", "description"]
+        return pd.DataFrame(rows, columns=columns).set_index("name")
+
+    @property
+    def stocks(self) -> list[VariableInfo]:
+        """The model's stocks (INTEG elements)."""
+        return [v for v in self.variables if v.sd_kind == "stock"]
+
+    @cached_property
+    def declared_method(self) -> str | None:
+        """The integration method the model file declares, if any (``"euler"``, ``"rk4"``...)."""
+        try:
+            text = self.path.read_text(errors="replace")
+        except OSError:
+            return None
+        if self.path.suffix.lower() in XMILE_SUFFIXES:
+            m = re.search(r"<sim_specs[^>]*\bmethod\s*=\s*\"([^\"]+)\"", text, re.IGNORECASE)
+            if not m:
+                return None
+            value = m.group(1).strip().lower()
+            return {"euler": "euler", "rk4": "rk4"}.get(value, value)
+        # Vensim settings block: "15:a,b,c,d,..." where d is the integration type code
+        # (0 = Euler; other codes are Runge-Kutta variants or Difference).
+        m = re.search(r"^15:\s*([-\d]+),([-\d]+),([-\d]+),([-\d]+)", text, re.MULTILINE)
+        if not m:
+            return None
+        code = int(m.group(4))
+        return {0: "euler", 1: "rk4", 3: "rk4"}.get(code, f"vensim-integration-type-{code}")
+
+    # ------------------------------------------------------------------ running
+    def normalize_params(self, params: Mapping[str, Any] | None, where: str = "params") -> dict:
+        """Resolve and check overrides (see :class:`~sd_model.overrides.ParameterSpace`)."""
+        return self._space.normalize(params, where)
+
+    def time_grid(
+        self,
+        *,
+        initial_time: float | None = None,
+        final_time: float | None = None,
+        saveper: float | None = None,
+        time_step: float | None = None,
+    ) -> TimeGrid:
+        """The model's time settings with the given ones replacing them."""
+        c = self.control
+        ts = float(time_step) if time_step is not None else c["time_step"]
+        sp = saveper if saveper is not None else (c["saveper"] if time_step is None else None)
+        if sp is None:
+            # Vensim's SAVEPER defaults to TIME STEP; keep the file's SAVEPER unless it
+            # is no longer a multiple of the new step.
+            ratio = c["saveper"] / ts
+            sp = c["saveper"] if abs(ratio - round(ratio)) < 1e-9 and ratio >= 1 else ts
+        return TimeGrid(
+            initial_time=float(initial_time) if initial_time is not None else c["initial_time"],
+            final_time=float(final_time) if final_time is not None else c["final_time"],
+            time_step=ts,
+            saveper=float(sp),
+        )
+
+    def _choose_method(self, method: str | None) -> str:
+        declared = self.declared_method
+        if method is None:
+            if declared in METHODS:
+                return str(declared)
+            if declared is not None:
+                warnings.warn(
+                    f"{self.path.name} declares integration method {declared!r}, which "
+                    "sd_model does not have; using 'euler'. Pass method= to choose.",
+                    SDModelWarning,
+                    stacklevel=3,
+                )
+            return "euler"
+        if method not in METHODS:
+            raise SDModelError(
+                f"Unknown method {method!r}; choose one of {', '.join(METHODS)}."
+            )
+        if declared is not None and declared != "euler" and declared != method:
+            warnings.warn(
+                f"{self.path.name} declares integration method {declared!r}; "
+                f"running with {method!r} as requested.",
+                SDModelWarning,
+                stacklevel=3,
+            )
+        return method
+
+    def compiled(self) -> Any:
+        """The model compiled to NumPy (``backend='compiled'``).
+
+        Raises
+        ------
+        UnsupportedFeatureError
+            When the model uses a construct the compiler does not cover, or the
+            compiler is not available.
+        """
+        if self._compiled is not None:
+            return self._compiled
+        if self._compile_error is not None:
+            raise UnsupportedFeatureError(self._compile_error)
+        try:
+            from sd_model.compiler import compile_model
+        except ImportError as exc:
+            self._compile_error = f"the compiled backend is not available ({exc})"
+            raise UnsupportedFeatureError(self._compile_error) from exc
+        try:
+            self._compiled = compile_model(self.abstract_model, model_dir=self.path.parent)
+        except UnsupportedFeatureError as exc:
+            self._compile_error = str(exc)
+            raise
+        return self._compiled
+
+    def run(
+        self,
+        params: Mapping[str, Any] | None = None,
+        *,
+        method: Method | None = None,
+        backend: BackendName = "auto",
+        rtol: float = 1e-6,
+        atol: float = 1e-6,
+        max_step: float | None = None,
+        initial_time: float | None = None,
+        final_time: float | None = None,
+        saveper: float | None = None,
+        time_step: float | None = None,
+        scenario: str = "",
+    ) -> xr.Dataset:
+        """Simulate the model and return the results as a Dataset.
+
+        Parameters
+        ----------
+        params : mapping, optional
+            Overrides by the model's names or PySD's: numbers, mappings of subscript
+            elements (or ``"name[element]"`` keys), ``xarray.DataArray`` /
+            ``pandas.Series`` keyed by elements, and time series (a mapping or Series
+            keyed by time) for constants and lookups.
+        method : {"euler", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"}, optional
+            Integration method; default is what the model file declares (usually
+            Euler, which reproduces Vensim and PySD).
+        backend : {"auto", "compiled", "pysd"}
+            ``auto`` uses the compiled backend when it covers the model and falls back
+            to PySD's runtime with a warning saying why.
+        rtol, atol : float
+            Tolerances of adaptive methods.
+        max_step : float, optional
+            Largest step of adaptive methods.
+        initial_time, final_time, saveper, time_step : float, optional
+            Replace the model file's time settings.
+        scenario : str
+            A name recorded in the attrs.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``time`` plus the model's subscript ranges; attrs with provenance.
+
+        Raises
+        ------
+        ParameterError
+            Unknown parameter or wrong shape.
+        IntegrationError
+            NaN/inf or solver failure, naming the variable and time.
+
+        Examples
+        --------
+        >>> ds = model.run({"growth rate": 0.03}, method="RK45", final_time=2050)  # doctest: +SKIP
+        """
+        if backend not in BACKENDS:
+            raise SDModelError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+        chosen = self._choose_method(method)
+        options = SolverOptions(method=chosen, rtol=rtol, atol=atol, max_step=max_step)  # type: ignore[arg-type]
+        grid = self.time_grid(
+            initial_time=initial_time, final_time=final_time, saveper=saveper, time_step=time_step
+        )
+        overrides = self.normalize_params(params)
+        used = backend
+        note = ""
+        if backend in ("auto", "compiled"):
+            try:
+                compiled = self.compiled()
+                used = "compiled"
+            except UnsupportedFeatureError as exc:
+                if backend == "compiled":
+                    raise
+                used = "pysd"
+                note = str(exc)
+                warnings.warn(
+                    f"{self.path.name}: using the PySD backend because the compiled backend "
+                    f"cannot run this model: {exc}",
+                    SDModelWarning,
+                    stacklevel=2,
+                )
+        if used == "compiled":
+            values, times, nfev = self._run_compiled(compiled, overrides, grid, options)
+            variables = _with_time_series(compiled.variables, overrides)
+            coords = compiled.coords
+        else:
+            values, times, nfev = self._run_pysd(overrides, grid, options)
+            variables = _with_time_series(self.variables, overrides)
+            coords = self.coords
+        attrs = self._attrs(params, options, grid, used, scenario, note)
+        return build_dataset(
+            times,
+            values,
+            [v for v in variables if v.py_name in values],
+            coords,
+            time_units=self.time_units,
+            attrs=attrs,
+            diagnostics={"solver_nfev": np.asarray(nfev), "solver_status": np.asarray(0)},
+        )
+
+    def _attrs(
+        self,
+        params: Mapping[str, Any] | None,
+        options: SolverOptions,
+        grid: TimeGrid,
+        backend: str,
+        scenario: str,
+        note: str,
+    ) -> dict[str, Any]:
+        return {
+            "title": f"sd_model run of {self.path.name}",
+            "model_file": self.path.name,
+            "model_path": str(self.path),
+            "model_sha256": self.sha256,
+            "sd_model_version": _version.version(),
+            "pysd_version": pysd.__version__,
+            "numpy_version": np.__version__,
+            "backend": backend,
+            "backend_note": note,
+            "solver_method": options.method,
+            "solver_rtol": options.rtol,
+            "solver_atol": options.atol,
+            "solver_max_step": options.max_step if options.max_step is not None else "",
+            "initial_time": grid.initial_time,
+            "final_time": grid.final_time,
+            "time_step": grid.time_step,
+            "saveper": grid.saveper,
+            "time_units": self.time_units,
+            "scenario": scenario,
+            "overrides": json.dumps(_jsonable(params or {}), sort_keys=True),
+            "Conventions": "CF-1.8",
+        }
+
+    def _run_pysd(
+        self, overrides: dict[str, Any], grid: TimeGrid, options: SolverOptions
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+        runtime = load_runtime(self._py_file)
+        capture = self.variables
+        system = PySDSystem(runtime, grid, capture, overrides)
+        result = integrate(system, grid, options)
+        _report_messages(result.messages)
+        values: dict[str, np.ndarray] = {}
+        for var in _with_time_series(capture, overrides):
+            arrs = [_as_array(obs[var.py_name], var, self.coords) for obs in result.observations]
+            values[var.py_name] = np.stack(arrs) if var.time_dependent else arrs[0]
+        return values, result.times, result.nfev
+
+    def _run_compiled(
+        self, compiled: Any, overrides: dict[str, Any], grid: TimeGrid, options: SolverOptions
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+        system = compiled.system([overrides], grid)
+        result = integrate(system, grid, options)
+        _report_messages(result.messages)
+        values: dict[str, np.ndarray] = {}
+        for var in _with_time_series(compiled.variables, overrides):
+            if var.py_name not in result.observations[0]:
+                continue
+            if var.time_dependent:
+                values[var.py_name] = np.stack(
+                    [np.asarray(obs[var.py_name])[0] for obs in result.observations]
+                )
+            else:
+                values[var.py_name] = np.asarray(result.observations[0][var.py_name])[0]
+        return values, result.times, result.nfev
+
+    def info(self) -> str:
+        """A text summary: time settings, dims, stocks and parameters."""
+        c = self.control
+        lines = [
+            f"Model: {self.path}",
+            f"sha256: {self.sha256}",
+            f"Time: {c['initial_time']:g} to {c['final_time']:g} {self.time_units}, "
+            f"time step {c['time_step']:g}, saveper {c['saveper']:g}",
+        ]
+        if self.declared_method:
+            lines.append(f"Declared method: {self.declared_method}")
+        lines.append("")
+        lines.append("Dims:")
+        for dim, elems in self.coords.items():
+            lines.append(f"  {dim} ({len(elems)}): {', '.join(elems)}")
+        if not self.coords:
+            lines.append("  (none)")
+        lines.append("")
+        lines.append("Stocks:")
+        for v in self.stocks:
+            dims = f"[{', '.join(v.dims)}]" if v.dims else ""
+            lines.append(f"  {v.name}{dims}  ({v.units or 'no units'})")
+        lines.append("")
+        lines.append("Parameters:")
+        for name, row in self.parameters.iterrows():
+            default = row["default"]
+            if isinstance(default, dict):
+                default = f"{{{len(default)} elements}}"
+            dims = f"[{row['dims']}]" if row["dims"] else ""
+            lines.append(
+                f"  {name}{dims} = {default} {row['units']}".rstrip()
+                + (f"  ({row['kind']})" if row["kind"] != "constant" else "")
+            )
+        return "\n".join(lines)
+
+
+def _with_time_series(
+    variables: list[VariableInfo], overrides: Mapping[str, Any]
+) -> list[VariableInfo]:
+    """A constant replaced by a time series varies in time: give it a time axis."""
+    return [
+        dataclasses.replace(v, time_dependent=True)
+        if not v.time_dependent and isinstance(overrides.get(v.py_name), pd.Series)
+        else v
+        for v in variables
+    ]
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
+def _dataarray_to_dict(da: xr.DataArray) -> dict[str, float]:
+    flat = da.stack(_all=list(da.dims)) if da.ndim > 1 else da
+    out: dict[str, float] = {}
+    if da.ndim == 1:
+        for k, v in zip(da.coords[da.dims[0]].values, da.values, strict=True):
+            out[str(k)] = float(v)
+        return out
+    for idx, v in zip(flat.indexes["_all"], flat.values, strict=True):
+        out[",".join(str(x) for x in idx)] = float(v)
+    return out
+
+
+def _as_array(
+    value: Any, var: VariableInfo, coords: Mapping[str, list[str]]
+) -> np.ndarray:
+    if isinstance(value, xr.DataArray):
+        if tuple(str(d) for d in value.dims) != var.dims:
+            value = value.transpose(*[d for d in var.dims if d in value.dims])
+        # PySD names a dim after its range even when a variable covers only part of
+        # it; place such values on the whole range (NaN elsewhere) so dims agree.
+        for d in value.dims:
+            full = coords.get(str(d))
+            if full is not None and [str(c) for c in value.coords[d].values] != full:
+                value = value.assign_coords({d: [str(c) for c in value.coords[d].values]})
+                value = value.reindex({d: full})
+        return np.asarray(value.values, dtype=float)
+    arr = np.asarray(value, dtype=float)
+    if var.dims:
+        shape = tuple(len(coords[d]) for d in var.dims)
+        arr = np.broadcast_to(arr, shape).copy()
+    return arr
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, xr.DataArray):
+        return _dataarray_to_dict(obj) if obj.ndim else float(obj)
+    if isinstance(obj, pd.Series):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _report_messages(messages: list[str]) -> None:
+    for msg in messages:
+        warnings.warn(msg, SDModelWarning, stacklevel=3)

@@ -1,0 +1,225 @@
+"""Arrays to labelled xarray Datasets, and Datasets to files.
+
+Only this module builds Datasets (xarray at the edges, NumPy inside).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sd_model._errors import SDModelError
+from sd_model._meta import VariableInfo
+
+OUTPUT_FORMATS = {".nc": "netcdf", ".nc4": "netcdf", ".csv": "csv", ".tab": "tab", ".tsv": "tab"}
+
+
+def _attr_value(value: Any) -> str | float | int:
+    """netCDF-storable attribute (no None, dict, bool)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float | str) and not isinstance(value, bool):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def build_dataset(
+    times: np.ndarray,
+    values: Mapping[str, np.ndarray],
+    variables: Sequence[VariableInfo],
+    coords: Mapping[str, Sequence[str]],
+    *,
+    time_units: str,
+    attrs: Mapping[str, Any],
+    lead_dims: Sequence[tuple[str, Sequence[Any]]] = (),
+    diagnostics: Mapping[str, np.ndarray] | None = None,
+) -> xr.Dataset:
+    """Assemble a run (or a batch of runs) into a Dataset following our conventions.
+
+    Parameters
+    ----------
+    times : numpy.ndarray
+        Saved times.
+    values : mapping
+        py_name -> array shaped ``(*lead, n_times, *dims)`` for time-dependent variables
+        or ``(*lead, *dims)`` for those with ``time_dependent=False``.
+    variables : sequence of VariableInfo
+        Metadata; the order of the Dataset's variables.
+    coords : mapping
+        Subscript range -> element names.
+    time_units : str
+        Units of the time axis.
+    attrs : mapping
+        Global attributes (converted to netCDF-storable values).
+    lead_dims : sequence of (name, coordinate values)
+        Leading dimensions of a batch (``scenario`` or grid parameters).
+    diagnostics : mapping, optional
+        Solver diagnostics stored as data variables (``solver_nfev`` ...), shaped like
+        the lead dims.
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    lead_names = [name for name, _ in lead_dims]
+    ds_coords: dict[str, Any] = {name: list(vals) for name, vals in lead_dims}
+    ds_coords["time"] = ("time", np.asarray(times, dtype=float), {"units": time_units or ""})
+    data_vars: dict[str, Any] = {}
+    for var in variables:
+        if var.py_name not in values:
+            continue
+        arr = np.asarray(values[var.py_name], dtype=float)
+        dims = [*lead_names, *(["time"] if var.time_dependent else []), *var.dims]
+        if arr.ndim != len(dims):
+            raise SDModelError(
+                f"Internal error: {var.name!r} has shape {arr.shape}, expected dims {dims}."
+            )
+        for d in var.dims:
+            if d not in ds_coords:
+                ds_coords[d] = list(coords[d])
+        data_vars[var.py_name] = (
+            dims,
+            arr,
+            {
+                "long_name": var.name,
+                "units": var.units or "",
+                "description": var.description or "",
+                "sd_kind": var.sd_kind,
+            },
+        )
+    for name, arr in (diagnostics or {}).items():
+        data_vars[name] = (lead_names, np.asarray(arr))
+    ds = xr.Dataset(data_vars, coords=ds_coords)
+    ds.attrs = {k: _attr_value(v) for k, v in attrs.items()}
+    ds.attrs.setdefault("created", datetime.now(UTC).isoformat(timespec="seconds"))
+    return ds
+
+
+def to_table(ds: xr.Dataset) -> pd.DataFrame:
+    """A Vensim-style wide table, like PySD's ``run()`` output.
+
+    The first column is ``Time``; then one column per variable element, named
+    ``Name[sub1,sub2]`` with the model's original names. Constants are repeated on
+    every row.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A single run (no batch dims besides ``time``).
+
+    Returns
+    -------
+    pandas.DataFrame
+    """
+    times = ds["time"].values
+    columns: dict[str, np.ndarray] = {"Time": times}
+    for name, da in ds.data_vars.items():
+        if "sd_kind" not in da.attrs:
+            continue  # diagnostics
+        extra = [d for d in da.dims if d != "time" and d not in da.coords]
+        if extra:
+            continue
+        long_name = str(da.attrs.get("long_name") or name)
+        if "time" not in da.dims:
+            da = da.expand_dims(time=times)
+        sub_dims = [d for d in da.dims if d != "time"]
+        da = da.transpose("time", *sub_dims)
+        if not sub_dims:
+            columns[long_name] = da.values
+            continue
+        labels = [[str(v) for v in da.coords[d].values] for d in sub_dims]
+        vals = da.values.reshape(len(times), -1)
+        for i, combo in enumerate(itertools.product(*labels)):
+            columns[f"{long_name}[{','.join(combo)}]"] = vals[:, i]
+    return pd.DataFrame(columns)
+
+
+def write_atomic(path: Path, writer: Any, *, binary: bool = True) -> None:
+    """Write through ``writer(tmp_path)`` then rename: never leave a truncated file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        writer(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_results(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write a Dataset; the extension picks the format.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Results of a run.
+    path : path-like
+        ``.nc`` (netCDF, all attrs kept) or ``.csv`` / ``.tab`` (Vensim-style table).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    SDModelError
+        For an unknown extension.
+    """
+    out = Path(path)
+    fmt = OUTPUT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise SDModelError(
+            f"Cannot write {out}: unknown extension {out.suffix!r}; "
+            f"use one of {', '.join(sorted(OUTPUT_FORMATS))}."
+        )
+    if fmt == "netcdf":
+        write_atomic(out, lambda tmp: ds.to_netcdf(tmp, engine="netcdf4"))
+    else:
+        table = to_table(ds)
+        sep = "," if fmt == "csv" else "\t"
+        write_atomic(out, lambda tmp: table.to_csv(tmp, sep=sep, index=False))
+    return out
+
+
+def open_results(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open results written by sd_model (netCDF file or zarr store).
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.nc`` file or a ``.zarr`` directory.
+
+    Returns
+    -------
+    xarray.Dataset
+        Loaded lazily where the format allows.
+
+    Examples
+    --------
+    >>> ds = open_results("results/baseline.nc")  # doctest: +SKIP
+    >>> ds["population"].sel(Region="Astana").plot()  # doctest: +SKIP
+    """
+    p = Path(path)
+    if not p.exists():
+        raise SDModelError(f"No results at {p}.")
+    if p.is_dir() or p.suffix == ".zarr":
+        return xr.open_zarr(p)
+    if p.suffix.lower() in {".nc", ".nc4"}:
+        return xr.open_dataset(p)
+    raise SDModelError(f"Cannot open {p}: expected a .nc file or a .zarr store.")
