@@ -80,17 +80,41 @@ def _collect_leaves(elements: Sequence[Any], prefix: str = "") -> list[Any]:
     return out
 
 
+def _stateful_names(runtime: Any) -> dict[str, str]:
+    """Map PySD's hidden stateful objects (``_integ_z``) to the model's names (``z``)."""
+    real = {str(r["Py Name"]): str(r["Real Name"]) for _, r in runtime.doc.iterrows()}
+    out: dict[str, str] = {}
+    for var, deps in runtime._dependencies.items():
+        if not isinstance(deps, dict) or var not in real:
+            continue
+        for dep in deps:
+            if not (isinstance(dep, str) and dep.startswith("_")) or dep in out:
+                continue
+            kind = dep[1:].split("_", 1)[0]
+            name = real[var]
+            out[dep] = name if kind == "integ" else f"{name} ({kind} stage)"
+    return out
+
+
 class _BreakpointRecorder:
     """Wraps PySD's STEP/PULSE/RAMP functions in a runtime module to record their times."""
 
-    def __init__(self, module: Any) -> None:
+    def __init__(self, module: Any, *, continuous: bool = False) -> None:
         self.times: set[float] = set()
         self._final = math.inf
         from pysd.py_backend import functions as f
 
-        for name, fn in (("step", f.step), ("pulse", f.pulse), ("ramp", f.ramp)):
-            if getattr(module, name, None) is fn:
-                setattr(module, name, self._wrap(name, fn))
+        # PySD's STEP switches half a time step early and PULSE 1e-6 early: devices for
+        # Euler's grid. Adaptive methods integrate the continuous functions, with the
+        # switch exactly at the breakpoint they integrate up to.
+        table: tuple[tuple[str, Callable[..., Any], Callable[..., Any]], ...] = (
+            ("step", f.step, _continuous_step if continuous else f.step),
+            ("pulse", f.pulse, _continuous_pulse if continuous else f.pulse),
+            ("ramp", f.ramp, f.ramp),
+        )
+        for name, original, replacement in table:
+            if getattr(module, name, None) is original:
+                setattr(module, name, self._wrap(name, replacement))
 
     def set_final_time(self, final: float) -> None:
         self._final = final
@@ -143,6 +167,28 @@ class _BreakpointRecorder:
                         self._add(t0, *(t0 + w for w in widths))
 
 
+def _continuous_step(time: Any, value: Any, tstep: Any) -> Any:
+    return value * (time() >= tstep)
+
+
+def _continuous_pulse(
+    time: Any,
+    start: Any,
+    repeat_time: Any = 0,
+    width: Any = None,
+    magnitude: Any = None,
+    end: Any = None,
+) -> Any:
+    t = time()
+    width = 0.5 * time.time_step() if width is None else width
+    out = magnitude / time.time_step() if magnitude is not None else 1
+    if repeat_time == 0:
+        return out if start <= t < start + width else 0
+    if start <= t and (end is None or t < end):
+        return out if (t - start) % repeat_time < width else 0
+    return 0
+
+
 class PySDSystem:
     """PySD's runtime model as an integrable :class:`~sd_model.integrate.System`.
 
@@ -157,10 +203,12 @@ class PySDSystem:
         grid: TimeGrid,
         capture: Sequence[VariableInfo],
         overrides: Mapping[str, Any],
+        *,
+        continuous: bool = False,
     ) -> None:
         self._m = runtime
         self._capture = list(capture)
-        recorder = _BreakpointRecorder(runtime.components._components)
+        recorder = _BreakpointRecorder(runtime.components._components, continuous=continuous)
         recorder.set_final_time(grid.final_time)
         # PySD re-reads INITIAL TIME from the components when it initializes; replacing
         # it there makes stocks initialize at the requested time, as in Vensim.
@@ -192,8 +240,9 @@ class PySDSystem:
             )
         self._leaves: list[_Leaf] = []
         start = 0
+        names = _stateful_names(runtime)
         for obj, label in _collect_leaves(runtime._dynamicstateful_elements):
-            leaf = _Leaf(obj, label, start)
+            leaf = _Leaf(obj, names.get(label, label), start)
             if not leaf.discrete:
                 start += leaf.size
             self._leaves.append(leaf)
@@ -207,6 +256,10 @@ class PySDSystem:
         self._t0 = grid.initial_time
         self._synced = (self._t0, self._y0.copy())
         self._first = self._evaluate()
+        if self._n:
+            # Flows are evaluated only inside the stocks' ddt(): call it once so their
+            # STEP/PULSE/RAMP breakpoints are recorded too.
+            self.derivative(self._t0, self._y0)
 
     # --- System protocol -------------------------------------------------
     @property

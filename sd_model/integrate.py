@@ -248,6 +248,27 @@ def _check_finite(system: System, t: float, y: np.ndarray) -> None:
     )
 
 
+def _fastest(
+    system: System,
+    fun: Callable[[float, np.ndarray], np.ndarray],
+    t: float,
+    y: np.ndarray,
+    atol: float,
+) -> str:
+    """Name the state entry changing fastest (relative to its size): the likely culprit."""
+    try:
+        d = np.asarray(fun(t, y), dtype=float)
+    except Exception:
+        return ""
+    if d.size == 0 or not np.any(np.isfinite(d)):
+        return ""
+    rate = np.where(np.isfinite(d), np.abs(d) / (np.abs(y) + atol), np.inf)
+    i = int(np.argmax(rate))
+    labels = system.state_labels
+    label = labels[i] if i < len(labels) else f"state[{i}]"
+    return f" The fastest-changing stock is {label} = {y[i]:.4g} (rate {d[i]:.4g} per time unit)."
+
+
 def _integrate_fixed(system: System, grid: TimeGrid, options: SolverOptions) -> IntegrationResult:
     dt = grid.time_step
     save_times = grid.save_times()
@@ -342,12 +363,16 @@ def _integrate_adaptive(
     nfev = 0
     tol = 1e-9 * max(1.0, abs(grid.final_time - grid.initial_time))
 
-    def fun(t: float, yy: np.ndarray) -> np.ndarray:
-        return np.asarray(system.derivative(t, yy), dtype=float)
-
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         if b - a <= 0:
             continue
+        # Within a segment the right-hand side is smooth; at its end the solver must see
+        # the left limit, not the value after a jump that happens exactly there.
+        b_left = float(np.nextafter(b, a))
+
+        def fun(t: float, yy: np.ndarray, _b: float = b, _bl: float = b_left) -> np.ndarray:
+            return np.asarray(system.derivative(_bl if t >= _b else t, yy), dtype=float)
+
         inside = np.flatnonzero((save_times >= a - tol) & (save_times <= b + tol) & ~filled)
         # Always ask for the segment's end: it is the next segment's start.
         t_eval = np.unique(np.append(np.clip(save_times[inside], a, b), b))
@@ -363,7 +388,8 @@ def _integrate_adaptive(
             last_y = sol.y[:, -1] if sol.y.size else y
             _check_finite(system, last_t, last_y)
             raise IntegrationError(
-                f"The {options.method} solver failed at time {last_t:g}: {sol.message} "
+                f"The {options.method} solver failed at time {last_t:g}: {sol.message}"
+                f"{_fastest(system, fun, last_t, last_y, options.atol)} "
                 "Try a looser rtol/atol, another method (LSODA or Radau for stiff models), "
                 "or method='euler'."
             )

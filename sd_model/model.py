@@ -519,7 +519,7 @@ class Model:
     ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
         runtime = load_runtime(self._py_file)
         capture = self.variables
-        system = PySDSystem(runtime, grid, capture, overrides)
+        system = PySDSystem(runtime, grid, capture, overrides, continuous=options.adaptive)
         result = integrate(system, grid, options)
         _report_messages(result.messages)
         values: dict[str, np.ndarray] = {}

@@ -1,0 +1,191 @@
+"""Compile PySD's abstract model into a batched, pure-NumPy system.
+
+>>> from pysd.translators.vensim.vensim_file import VensimFile  # doctest: +SKIP
+>>> vf = VensimFile("teacup.mdl"); vf.parse()                   # doctest: +SKIP
+>>> cm = compile_model(vf.get_abstract_model(), model_dir=Path("."))  # doctest: +SKIP
+>>> system = cm.system([{}], cm.default_grid())                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sd_model._errors import UnsupportedFeatureError
+from sd_model._meta import SDKind, VariableInfo
+from sd_model.compiler import _runtime
+from sd_model.compiler._build import CONTROL_NAMES, Program, build_program
+from sd_model.compiler._system import Code, CompiledSystem, generate
+from sd_model.integrate import TimeGrid
+
+__all__ = ["CompiledModel", "CompiledSystem", "compile_model"]
+
+
+class CompiledModel:
+    """A model compiled to NumPy; :meth:`system` binds it to scenarios and a time grid.
+
+    Attributes
+    ----------
+    variables : list of VariableInfo
+        Every variable :meth:`CompiledSystem.observe` returns, with PySD's names.
+    lookups : list of VariableInfo
+        Lookup tables (overridable, not observed).
+    coords : dict
+        Subscript range name -> element names.
+    control : dict
+        Default ``initial_time``, ``final_time``, ``time_step``, ``saveper``.
+    time_units : str
+        The model's time unit.
+    """
+
+    def __init__(self, program: Program) -> None:
+        self._program = program
+        self._code: dict[frozenset[int], Code] = {}
+        self.coords: dict[str, list[str]] = {k: list(v) for k, v in program.subscripts.items()}
+        self.time_units: str = program.time_units
+        # generate once now: reports circular definitions at compile time
+        code = self._code_for(frozenset())
+        self.variables: list[VariableInfo] = []
+        self.lookups: list[VariableInfo] = []
+        flows: set[int] = set()
+        for sf in program.statefuls:
+            if sf.kind == "integ":
+                flows |= sf.ddt_refs
+        for e in program.elements:
+            kind: SDKind
+            if e.kind == "lookup":
+                kind = "lookup"
+            elif e.kind == "stock":
+                kind = "stock"
+            elif e.index not in code.dynamic:
+                kind = "constant"
+            elif e.index in flows:
+                kind = "flow"
+            else:
+                kind = "auxiliary"
+            info = VariableInfo(
+                py_name=e.py_name,
+                name=e.name,
+                dims=tuple(e.dims),
+                units=e.units,
+                description=e.doc,
+                sd_kind=kind,
+                time_dependent=e.index in code.dynamic,
+                limits=_limits(e.limits),
+            )
+            (self.lookups if kind == "lookup" else self.variables).append(info)
+        for py_name in CONTROL_NAMES:
+            self.variables.append(
+                VariableInfo(py_name=py_name, name=py_name.upper().replace("_", " "),
+                             sd_kind="constant", time_dependent=False,
+                             units=self.time_units)
+            )
+        self.control: dict[str, float] = self._eval_control()
+
+    def _code_for(self, forced: frozenset[int]) -> Code:
+        if forced not in self._code:
+            self._code[forced] = generate(self._program, forced)
+        return self._code[forced]
+
+    @property
+    def source(self) -> str:
+        """The generated Python source (for inspection and debugging)."""
+        code = self._code_for(frozenset())
+        return code.init_src + "\n" + code.rhs_src + "\n" + code.obs_src
+
+    def _eval_control(self) -> dict[str, float]:
+        prog = self._program
+        values = {"initial_time": 0.0, "final_time": 1.0, "time_step": 1.0, "saveper": 1.0}
+        needs_model = any(prog.control_refs.values())
+        env: dict[str, Any] = {"np": np, "_rt": _runtime, "_NAN": math.nan,
+                               "_INF": math.inf, "_B": 1}
+        env.update(prog.consts)
+        if needs_model:
+            grid = TimeGrid(0.0, 1.0, 1.0, 1.0)
+            system = CompiledSystem(prog, self._code_for, [{}], grid)
+            env.update(system._init_values)
+        for _ in range(4):  # control vars may reference each other (SAVEPER = TIME STEP)
+            for py_name, short in CONTROL_NAMES.items():
+                env[short] = values[py_name]
+            env["_T"] = values["initial_time"]
+            for py_name, src in prog.control.items():
+                try:
+                    with np.errstate(all="ignore"):
+                        values[py_name] = float(np.asarray(eval(src, env)).ravel()[0])  # noqa: S307
+                except Exception as exc:  # noqa: BLE001
+                    raise UnsupportedFeatureError(
+                        f"The control variable '{py_name}' could not be evaluated: {exc}"
+                    ) from exc
+        return values
+
+    def coords_for(self, info: VariableInfo, elems: Sequence[str]) -> tuple[int, ...]:
+        """Integer position of subscript elements ``elems`` along ``info.dims``."""
+        return tuple(self.coords[d].index(e) for d, e in zip(info.dims, elems, strict=True))
+
+    def default_grid(self) -> TimeGrid:
+        """The model's own time grid (INITIAL TIME, FINAL TIME, TIME STEP, SAVEPER)."""
+        c = self.control
+        return TimeGrid(c["initial_time"], c["final_time"], c["time_step"], c["saveper"])
+
+    def system(
+        self, overrides: Sequence[Mapping[str, object]], grid: TimeGrid
+    ) -> CompiledSystem:
+        """Bind the model to one overrides mapping per scenario and a time grid.
+
+        Parameters
+        ----------
+        overrides : sequence of mapping
+            One mapping per scenario (``B = len(overrides)``), from py_names of
+            constants or lookups to a number, an array shaped like the variable,
+            an ``xarray.DataArray`` (broadcast by dims), or a ``pandas.Series``
+            indexed by time (a constant becomes a time series; a lookup gets a new
+            table indexed by x).
+        grid : TimeGrid
+            Initial and final time, time step and saving interval.
+
+        Returns
+        -------
+        CompiledSystem
+            A :class:`sd_model.integrate.System` with ``B`` scenarios.
+
+        Raises
+        ------
+        sd_model.ParameterError
+            For unknown names, non-constant targets or badly shaped values.
+        """
+        return CompiledSystem(self._program, self._code_for, overrides, grid)
+
+
+def _limits(limits: Any) -> tuple[float | None, float | None]:
+    out: list[float | None] = []
+    for v in tuple(limits)[:2]:
+        out.append(None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v))
+    while len(out) < 2:
+        out.append(None)
+    return (out[0], out[1])
+
+
+def compile_model(abstract_model: Any, *, model_dir: pathlib.Path) -> CompiledModel:
+    """Compile a PySD AbstractModel into a :class:`CompiledModel`.
+
+    Parameters
+    ----------
+    abstract_model : pysd.translators.structures.abstract_model.AbstractModel
+        The translated model (``VensimFile(...).get_abstract_model()``).
+    model_dir : pathlib.Path
+        Folder against which GET DIRECT / GET XLS data files are resolved.
+
+    Returns
+    -------
+    CompiledModel
+
+    Raises
+    ------
+    sd_model.UnsupportedFeatureError
+        Naming the construct and the element the compiler does not cover.
+    """
+    return CompiledModel(build_program(abstract_model, pathlib.Path(model_dir)))

@@ -1,0 +1,987 @@
+"""Translate PySD's AbstractModel into NumPy source code.
+
+The compiler walks each component's abstract syntax tree and emits a Python
+expression over NumPy arrays. Every value carries a leading batch axis (scenarios);
+the remaining axes are aligned with the *context* of the component being compiled
+(its subscript ranges, in order), with size-1 axes where a value does not vary, so
+plain NumPy broadcasting implements Vensim's subscript semantics. References to
+other variables are re-indexed into the context with precomputed index arrays
+(subranges, mappings, transposition, single elements).
+
+Only identifiers generated here (``v3``, ``o7``, ``IX12``...) and numeric literals
+appear in the source; names and strings from the model file never do, so a model
+cannot inject code.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pysd.translators.structures import abstract_expressions as ae
+from pysd.translators.structures.abstract_model import (
+    AbstractControlElement,
+    AbstractElement,
+    AbstractModel,
+)
+
+from sd_model._errors import UnsupportedFeatureError
+
+CONTROL_NAMES = {
+    "initial_time": "TI",
+    "final_time": "TF",
+    "time_step": "DT",
+    "saveper": "SP",
+}
+
+# Vensim/XMILE functions that map one-to-one onto a NumPy or runtime call.
+_SIMPLE = {
+    "abs": ("np.abs", 1),
+    "exp": ("np.exp", 1),
+    "sin": ("np.sin", 1),
+    "cos": ("np.cos", 1),
+    "tan": ("np.tan", 1),
+    "arcsin": ("np.arcsin", 1),
+    "arccos": ("np.arccos", 1),
+    "arctan": ("np.arctan", 1),
+    "sinh": ("np.sinh", 1),
+    "cosh": ("np.cosh", 1),
+    "tanh": ("np.tanh", 1),
+    "sqrt": ("np.sqrt", 1),
+    "ln": ("np.log", 1),
+    "log": ("_rt.log", 2),
+    "power": ("np.power", 2),
+    "min": ("np.minimum", 2),
+    "max": ("np.maximum", 2),
+    "integer": ("_rt.integer", 1),
+    "quantum": ("_rt.quantum", 2),
+    "modulo": ("_rt.modulo", 2),
+    "xidz": ("_rt.xidz", 3),
+    "zidz": ("_rt.zidz", 2),
+    "if_then_else": ("_rt.where", 3),
+}
+_REDUCE = {"sum": "np.sum", "prod": "np.prod", "vmin": "np.min", "vmax": "np.max"}
+_BINARY = {
+    "^": "**",
+    "*": "*",
+    "/": "/",
+    "+": "+",
+    "-": "-",
+    "=": "==",
+    "<>": "!=",
+    ">=": ">=",
+    ">": ">",
+    "<=": "<=",
+    "<": "<",
+}
+_COMPARISONS = {"==", "!=", ">=", ">", "<=", "<"}
+
+
+def num(x: float) -> str:
+    """Source literal of a float (``inf``/``nan`` through names)."""
+    x = float(x)
+    if math.isnan(x):
+        return "_NAN"
+    if math.isinf(x):
+        return "_INF" if x > 0 else "(-_INF)"
+    return repr(x)
+
+
+@dataclass
+class ArithmeticStructureLike:
+    """An operator chain of already compiled operands."""
+
+    ops: list[str]
+    args: list[str]
+
+    def join(self) -> str:
+        parts = [f"({self.args[0]})"]
+        for op, a in zip(self.ops, self.args[1:], strict=True):
+            parts += [_BINARY[op], f"({a})"]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """The subscript context of a component: dim names (as written) and coords."""
+
+    names: tuple[str, ...] = ()
+    coords: tuple[tuple[str, ...], ...] = ()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.coords)
+
+    def extend(self, name: str, coords: list[str]) -> Ctx:
+        return Ctx((*self.names, name), (*self.coords, tuple(coords)))
+
+
+@dataclass
+class Collector:
+    """What an expression reads: element indices, and whether it reads time or state."""
+
+    refs: set[int] = field(default_factory=set)
+    dynamic: bool = False
+
+
+@dataclass
+class Stateful:
+    """A stateful object (stock, SMOOTH, DELAY...) embedded in a component."""
+
+    index: int
+    kind: str  # integ, smooth, delay, delayn, delayfixed, trend, forecast, sampleiftrue,
+    # initial, active_initial
+    element: int
+    ctx: Ctx
+    args: dict[str, str]
+    init_refs: set[int]
+    dyn_refs: set[int]
+    ddt_refs: set[int]
+    order_src: str | None = None
+    non_negative: bool = False
+    label: str = ""
+
+
+@dataclass
+class Component:
+    ctx: Ctx
+    src: str
+    cells: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] | None  # (elem idx, ctx idx)
+    direct: bool
+
+
+@dataclass
+class Element:
+    index: int
+    name: str
+    py_name: str
+    dims: tuple[str, ...]
+    coords: tuple[tuple[str, ...], ...]
+    units: str
+    doc: str
+    limits: tuple[Any, Any]
+    kind: str = "auxiliary"  # stock, auxiliary, constant, lookup, data
+    components: list[Component] = field(default_factory=list)
+    refs: set[int] = field(default_factory=set)  # element refs of the value expressions
+    statefuls: list[int] = field(default_factory=list)
+    uses_time: bool = False
+    lookup_tables: tuple[np.ndarray, np.ndarray] | None = None
+    lookup_mode: str = "interpolate"
+    pre_init: list[str] = field(default_factory=list)
+    pre_dyn: list[str] = field(default_factory=list)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.coords)
+
+
+@dataclass
+class Breakpoint:
+    kind: str
+    args: list[str]
+    refs: set[int]
+    dynamic: bool
+
+
+@dataclass
+class Program:
+    """The compiled model before it is bound to parameters and a time grid."""
+
+    elements: list[Element]
+    statefuls: list[Stateful]
+    consts: dict[str, Any]
+    breakpoints: list[Breakpoint]
+    control: dict[str, str]  # control var -> source (init phase)
+    control_refs: dict[str, set[int]]
+    subscripts: dict[str, list[str]]
+    by_py_name: dict[str, int]
+    time_units: str
+
+
+class _Compiler:
+    def __init__(self, am: AbstractModel, model_dir: pathlib.Path) -> None:
+        from pysd.builders.python.python_model_builder import SectionBuilder
+
+        if len(am.sections) > 1:
+            names = ", ".join(s.name for s in am.sections[1:])
+            raise UnsupportedFeatureError(
+                f"The compiled backend does not support macros yet (macro {names}); "
+                "use the PySD backend."
+            )
+        self.model_dir = model_dir
+        section = am.sections[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.sb = SectionBuilder(section)
+        self.sm = self.sb.subscripts
+        self.ns = self.sb.namespace
+        for eb in self.sb.elements:
+            self.ns.add_to_namespace(eb.name)
+            eb.identifier = self.ns.namespace[eb.name]
+            self.sm.elements[eb.identifier] = eb.subscripts
+        self.subs: dict[str, list[str]] = {k: list(v) for k, v in self.sm.subscripts.items()}
+        self.all_elements = {e for v in self.subs.values() for e in v}
+        self.consts: dict[str, Any] = {}
+        self._const_keys: dict[Any, str] = {}
+        self.elements: list[Element] = []
+        self.by_clean: dict[str, int] = {}
+        self.control: dict[str, str] = {}
+        self.control_refs: dict[str, set[int]] = {}
+        self.control_elements: dict[str, Any] = {}
+        self.statefuls: list[Stateful] = []
+        self.breakpoints: list[Breakpoint] = []
+        self.time_units = ""
+        self._col: list[Collector] = []
+        self._element: Element | None = None
+        self._subnum = self._subscript_numbers()
+        for eb in self.sb.elements:
+            py_name = eb.identifier
+            if isinstance(eb, AbstractControlElement) or getattr(eb, "control_var", False):
+                self.control_elements[py_name] = eb
+                if py_name == "time_step" or py_name == "final_time":
+                    self.time_units = self.time_units or (eb.units or "").split(",")[0].strip()
+                continue
+            subs_dict = eb.subs_dict
+            self.by_clean[self._clean(eb.name)] = len(self.elements)
+            self.elements.append(
+                Element(
+                    index=len(self.elements),
+                    name=eb.name,
+                    py_name=py_name,
+                    dims=tuple(eb.subscripts),
+                    coords=tuple(tuple(c) for c in subs_dict.values()),
+                    units=eb.units or "",
+                    doc=eb.documentation or "",
+                    limits=tuple(eb.limits) if eb.limits else (None, None),
+                )
+            )
+        self.abstract = {self._clean(el.name): el for el in section.elements}
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _clean(name: str) -> str:
+        # PySD's NamespaceManager keys its cleanspace this way; ASTs reference it.
+        return name.lower().replace(" ", "_")
+
+    def const(self, value: Any, prefix: str = "C", key: Any = None) -> str:
+        """Register a constant object in the generated module's namespace."""
+        if key is not None and key in self._const_keys:
+            return self._const_keys[key]
+        name = f"{prefix}{len(self.consts)}"
+        self.consts[name] = value
+        if key is not None:
+            self._const_keys[key] = name
+        return name
+
+    def unsupported(self, what: str) -> UnsupportedFeatureError:
+        el = self._element.name if self._element is not None else "?"
+        return UnsupportedFeatureError(
+            f"The compiled backend does not support {what} in element '{el}'; "
+            "use backend='pysd' for this model."
+        )
+
+    def _subscript_numbers(self) -> dict[str, tuple[str | None, list[float]]]:
+        """Subscript names used as values: ranges give positions in their main range."""
+        out: dict[str, tuple[str | None, list[float]]] = {}
+        for main, subranges in self.sm.subranges.items():
+            elems = self.subs[main]
+            out[main.replace(" ", "_").lower()] = (main, [float(i + 1) for i in range(len(elems))])
+            for i, e in enumerate(elems, start=1):
+                out.setdefault(e.replace(" ", "_").lower(), (None, [float(i)]))
+            for sub in subranges:
+                out[sub.replace(" ", "_").lower()] = (
+                    sub,
+                    [float(elems.index(e) + 1) for e in self.subs[sub]],
+                )
+        return out
+
+    # ------------------------------------------------------------------ driver
+    def compile(self) -> Program:
+        for el in self.elements:
+            self._element = el
+            ael = self.abstract[self._clean(el.name)]
+            self._compile_element(el, ael)
+        self._element = None
+        for py_name, eb in self.control_elements.items():
+            comp = eb.components[0]
+            col = Collector()
+            self._col.append(col)
+            self._element = None
+            src = self.expr(comp.ast, Ctx())
+            self._col.pop()
+            self.control[py_name] = src
+            self.control_refs[py_name] = col.refs
+        return Program(
+            elements=self.elements,
+            statefuls=self.statefuls,
+            consts=self.consts,
+            breakpoints=self.breakpoints,
+            control=self.control,
+            control_refs=self.control_refs,
+            subscripts=self.subs,
+            by_py_name={e.py_name: e.index for e in self.elements},
+            time_units=self.time_units,
+        )
+
+    def _compile_element(self, el: Element, ael: AbstractElement) -> None:
+        comps = ael.components
+        asts = [c.ast for c in comps]
+        if all(isinstance(a, ae.LookupsStructure) for a in asts):
+            self._compile_lookup(el, comps)
+            return
+        if any(isinstance(a, ae.GetLookupsStructure) for a in asts):
+            self._compile_ext_lookup(el, comps)
+            return
+        if any(isinstance(a, ae.LookupsStructure) for a in asts):
+            raise self.unsupported("a mix of lookup tables and expressions")
+        if all(isinstance(a, ae.IntegStructure) for a in asts):
+            el.kind = "stock"
+        elif any(isinstance(a, ae.DataStructure) for a in asts):
+            raise self.unsupported("DATA variables read from other runs' output files")
+        elif any(isinstance(a, ae.GetDataStructure) for a in asts):
+            el.kind = "data"
+        col = Collector()
+        self._col.append(col)
+        for comp in comps:
+            ctx = self._ctx(comp.subscripts[0])
+            if isinstance(comp.ast, ae.GetConstantsStructure):
+                src = self._ext_constant(comp, ctx)
+            elif isinstance(comp.ast, ae.GetDataStructure):
+                src = self._ext_data(comp, ctx)
+            else:
+                src = self.expr(comp.ast, ctx)
+            el.components.append(self._place(el, ctx, comp.subscripts[1], src))
+        self._col.pop()
+        el.refs = col.refs
+        el.uses_time = col.dynamic
+        if el.kind != "stock" and not col.refs and not col.dynamic and not el.statefuls:
+            el.kind = "constant"
+
+    def _ctx(self, subs: list[str]) -> Ctx:
+        d = self.sm.make_coord_dict(list(subs))
+        return Ctx(tuple(d), tuple(tuple(v) for v in d.values()))
+
+    def _place(self, el: Element, ctx: Ctx, excepts: list[list[str]], src: str) -> Component:
+        """Where a component's cells go in the element's array."""
+        if len(ctx.names) != len(el.dims):
+            raise self.unsupported("a component with a different number of subscripts")
+        positions = []
+        for k, coords in enumerate(ctx.coords):
+            full = el.coords[k]
+            try:
+                positions.append([full.index(c) for c in coords])
+            except ValueError as exc:
+                raise self.unsupported("a subscript outside the variable's range") from exc
+        if not excepts:
+            direct = all(
+                list(p) == list(range(len(el.coords[k]))) for k, p in enumerate(positions)
+            )
+            if direct:
+                return Component(ctx, src, None, True)
+        grids = np.meshgrid(*[np.arange(len(c)) for c in ctx.coords], indexing="ij")
+        ctx_idx = [g.ravel() for g in grids]
+        keep = np.ones(ctx_idx[0].size if ctx_idx else 1, dtype=bool)
+        for exc in excepts:
+            d = self.sm.make_coord_dict(list(exc))
+            sets = list(d.values())
+            if len(sets) != len(ctx.names):
+                raise self.unsupported("an EXCEPT with a different number of subscripts")
+            hit = np.ones_like(keep)
+            for k, allowed in enumerate(sets):
+                names = np.array(ctx.coords[k], dtype=object)[ctx_idx[k]]
+                hit &= np.isin(names, np.array(allowed, dtype=object))
+            keep &= ~hit
+        cidx = tuple(i[keep] for i in ctx_idx)
+        eidx = tuple(np.asarray(positions[k])[cidx[k]] for k in range(len(cidx)))
+        return Component(ctx, src, (eidx, cidx), False)
+
+    # ------------------------------------------------------------------ lookups
+    def _compile_lookup(self, el: Element, comps: list[Any]) -> None:
+        el.kind = "lookup"
+        n = max(len(c.ast.x) for c in comps)
+        shape = el.shape
+        xs = np.full((1, *shape, n), np.nan)
+        ys = np.full((1, *shape, n), np.nan)
+        modes = {c.ast.type for c in comps}
+        for comp in comps:
+            x = np.asarray(comp.ast.x, dtype=float)
+            y = np.asarray(comp.ast.y, dtype=float)
+            x = np.concatenate([x, np.repeat(x[-1:], n - len(x))])
+            y = np.concatenate([y, np.repeat(y[-1:], n - len(y))])
+            ctx = self._ctx(comp.subscripts[0])
+            placed = self._place(el, ctx, comp.subscripts[1], "")
+            if placed.direct:
+                xs[0, ...] = x
+                ys[0, ...] = y
+            else:
+                assert placed.cells is not None
+                eidx = placed.cells[0]
+                xs[(0, *eidx)] = x
+                ys[(0, *eidx)] = y
+        el.lookup_tables = (xs, ys)
+        mode = modes.pop() if len(modes) == 1 else "interpolate"
+        el.lookup_mode = {"extrapolate": "extrapolate", "hold_backward": "hold_backward"}.get(
+            mode or "", "interpolate"
+        )
+
+    def _compile_ext_lookup(self, el: Element, comps: list[Any]) -> None:
+        from pysd.py_backend.external import ExtLookup
+
+        el.kind = "lookup"
+        obj = None
+        final = dict(zip(el.dims, [list(c) for c in el.coords], strict=True))
+        for comp in comps:
+            a = comp.ast
+            if not isinstance(a, ae.GetLookupsStructure):
+                raise self.unsupported("a mix of GET LOOKUPS and other definitions")
+            coords = self.sm.make_coord_dict(list(comp.subscripts[0]))
+            if obj is None:
+                obj = ExtLookup(
+                    a.file, a.tab, a.x_row_or_col, a.cell, coords, self.model_dir, final,
+                    el.py_name,
+                )
+            else:
+                obj.add(a.file, a.tab, a.x_row_or_col, a.cell, coords)
+        assert obj is not None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj.initialize()
+        data = obj.data
+        x = np.asarray(data.coords["lookup_dim"].values, dtype=float)
+        if el.dims:
+            data = data.transpose(*el.dims, "lookup_dim")
+        y = np.asarray(data.values, dtype=float)
+        xs = np.broadcast_to(x, y.shape)[None].copy()
+        el.lookup_tables = (xs, y[None].copy())
+
+    def _ext_data(self, comp: Any, ctx: Ctx) -> str:
+        from pysd.py_backend.external import ExtData
+
+        a = comp.ast
+        coords = dict(zip(ctx.names, [list(c) for c in ctx.coords], strict=True))
+        interp = (getattr(comp, "keyword", None) or "interpolate").replace(" ", "_")
+        obj = ExtData(
+            a.file, a.tab, a.time_row_or_col, a.cell, interp, coords, self.model_dir, coords,
+            "x",
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj.initialize()
+        data = obj.data
+        x = np.asarray(data.coords["time"].values, dtype=float)
+        if ctx.names:
+            data = data.transpose(*ctx.names, "time")
+        y = np.asarray(data.values, dtype=float)
+        xs = self.const(np.broadcast_to(x, y.shape)[None].copy(), "A")
+        ys = self.const(y[None].copy(), "A")
+        self._mark_dynamic()
+        return f"_rt.lookup(_T, {xs}, {ys}, {obj.interp!r})"
+
+    def _ext_constant(self, comp: Any, ctx: Ctx) -> str:
+        from pysd.py_backend.external import ExtConstant
+
+        a = comp.ast
+        coords = dict(zip(ctx.names, [list(c) for c in ctx.coords], strict=True))
+        obj = ExtConstant(a.file, a.tab, a.cell, coords, self.model_dir, coords, "x")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj.initialize()
+        data = obj.data
+        if ctx.names:
+            arr = np.asarray(data.transpose(*ctx.names).values, dtype=float)
+        else:
+            arr = np.asarray(float(data))
+        return self.const(arr[None], "A")
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, ast: Any, ctx: Ctx) -> str:
+        """Source of ``ast`` aligned to ``ctx``."""
+        if isinstance(ast, bool | int | float | np.integer | np.floating):
+            return num(float(ast))
+        if isinstance(ast, np.ndarray):
+            arr = np.asarray(ast, dtype=float).reshape(ctx.shape)
+            return self.const(arr[None], "A")
+        method = getattr(self, "_x_" + type(ast).__name__, None)
+        if method is None:
+            raise self.unsupported(type(ast).__name__)
+        return str(method(ast, ctx))
+
+    def _x_ArithmeticStructure(self, ast: ae.ArithmeticStructure, ctx: Ctx) -> str:
+        args = [self.expr(a, ctx) for a in ast.arguments]
+        ops = list(ast.operators)
+        if len(args) == 1:
+            op = ops[0]
+            if op == "negative":
+                return f"(-(1.0*{args[0]}))"
+            if op == "+":
+                return args[0]
+            raise self.unsupported(f"the unary operator {op!r}")
+        first = ast.arguments[0]
+        if (
+            ops[0] == "^"
+            and isinstance(first, int | float | np.integer | np.floating)
+            and first < 0
+        ):
+            # PySD writes the literal as "-2**2", which Python and Vensim read as -(2**2)
+            rest = ArithmeticStructureLike(ops, [num(-float(first)), *args[1:]])
+            return f"(-({rest.join()}))"
+        parts = [f"({args[0]})"]
+        for op, a in zip(ops, args[1:], strict=True):
+            if op not in _BINARY:
+                raise self.unsupported(f"the operator {op!r}")
+            py = _BINARY[op]
+            parts.append(py)
+            parts.append(f"({a})")
+        src = " ".join(parts)
+        if any(_BINARY[o] in _COMPARISONS for o in ops):
+            # Vensim's comparisons are numbers (1/0), NumPy's are booleans.
+            src = f"(1.0*({src}))"
+        return f"({src})"
+
+    def _x_LogicStructure(self, ast: ae.LogicStructure, ctx: Ctx) -> str:
+        args = [self.expr(a, ctx) for a in ast.arguments]
+        ops = list(ast.operators)
+        if len(args) == 1:
+            if ops[0] == ":NOT:":
+                return f"(1.0*np.logical_not({args[0]}))"
+            raise self.unsupported(f"the logical operator {ops[0]!r}")
+        # Built right to left, as PySD's OperationBuilder does.
+        right = args[-1]
+        for op, left in zip(reversed(ops), reversed(args[:-1]), strict=True):
+            if op == ":AND:":
+                right = f"np.logical_and({left}, {right})"
+            elif op == ":OR:":
+                right = f"np.logical_or({left}, {right})"
+            elif op in _BINARY:
+                right = f"(({left}) {_BINARY[op]} ({right}))"
+            else:
+                raise self.unsupported(f"the logical operator {op!r}")
+        return f"(1.0*{right})"
+
+    def _mark_dynamic(self) -> None:
+        if self._col:
+            self._col[-1].dynamic = True
+
+    def _add_ref(self, i: int) -> None:
+        if self._col:
+            self._col[-1].refs.add(i)
+
+    def _x_ReferenceStructure(self, ast: ae.ReferenceStructure, ctx: Ctx) -> str:
+        ref = ast.reference
+        subs = list(ast.subscripts.subscripts) if ast.subscripts else []
+        if ref == "time":
+            self._mark_dynamic()
+            return self._scalar_to_ctx("_T", ctx)
+        if ref in CONTROL_NAMES:
+            return self._scalar_to_ctx(CONTROL_NAMES[ref], ctx)
+        if ref in self.by_clean:
+            i = self.by_clean[ref]
+            el = self.elements[i]
+            if el.kind == "lookup" and el.lookup_tables is not None:
+                raise self.unsupported(f"a lookup ({el.name}) used without an argument")
+            self._add_ref(i)
+            return f"v{i}" + self._index(el.dims, el.coords, subs, ctx)
+        if ref in self.ns.cleanspace:
+            # declared after this point in the abstract model (forward reference)
+            clean = self.ns.cleanspace[ref]
+            for el in self.elements:
+                if el.py_name == clean:
+                    self._add_ref(el.index)
+                    return f"v{el.index}" + self._index(el.dims, el.coords, subs, ctx)
+            if clean in CONTROL_NAMES:
+                return self._scalar_to_ctx(CONTROL_NAMES[clean], ctx)
+        if ref in self._subnum:
+            rng, values = self._subnum[ref]
+            if rng is None:
+                return num(values[0])
+            arr = np.asarray(values)
+            name = self._find_ctx_dim(rng, ctx)
+            if name is None:
+                raise self.unsupported(f"the subscript range {rng} used as a value here")
+            p = ctx.names.index(name)
+            idx = [self.subs[rng].index(c) for c in ctx.coords[p]]
+            shape = [1] * len(ctx.names)
+            shape[p] = len(idx)
+            return self.const(arr[idx].reshape([1, *shape]), "A")
+        raise self.unsupported(f"the unknown reference '{ref}'")
+
+    @staticmethod
+    def _scalar_to_ctx(name: str, ctx: Ctx) -> str:
+        return name
+
+    def _find_ctx_dim(self, rng: str, ctx: Ctx) -> str | None:
+        if rng in ctx.names:
+            return rng
+        if rng + "!" in ctx.names:
+            return rng + "!"
+        rset = set(self.subs.get(rng, []))
+        for n, c in zip(ctx.names, ctx.coords, strict=True):
+            if set(c) <= rset:
+                return n
+        return None
+
+    def _index(
+        self,
+        dims: tuple[str, ...],
+        coords: tuple[tuple[str, ...], ...],
+        subs: list[str],
+        ctx: Ctx,
+    ) -> str:
+        """Indexing suffix that aligns a variable's array ``(B, *dims)`` to ``ctx``."""
+        n = len(ctx.names)
+        if not dims:
+            return "" if n == 0 else "[:" + ", None" * n + "]"
+        if not subs:
+            subs = list(dims)
+        if len(subs) != len(dims):
+            raise self.unsupported("a reference with the wrong number of subscripts")
+        entries: list[tuple[int | None, list[int]]] = []
+        used: set[int] = set()
+        for k, sub in enumerate(subs):
+            vco = list(coords[k])
+            if sub in self.all_elements and sub not in self.subs:
+                if sub not in vco:
+                    raise self.unsupported(f"the subscript element {sub} outside the range")
+                entries.append((None, [vco.index(sub)]))
+                continue
+            p, cc = self._match_dim(sub, ctx, used, vco)
+            used.add(p)
+            try:
+                entries.append((p, [vco.index(c) for c in cc]))
+            except ValueError as exc:
+                raise self.unsupported(f"a reference with subscript {sub}") from exc
+        axes = [p for p, _ in entries]
+        simple = all(p is not None for p in axes) and all(
+            pos == list(range(len(coords[k]))) for k, (_, pos) in enumerate(entries)
+        )
+        if simple and axes == sorted(axes) and len(set(axes)) == len(axes):
+            parts = [":" if q in axes else "None" for q in range(n)]
+            if all(x == ":" for x in parts):
+                return ""
+            return "[:, " + ", ".join(parts) + "]"
+        index: list[Any] = [slice(None)]
+        for p, pos in entries:
+            shape = [1] * n
+            if p is None:
+                index.append(np.full(shape, pos[0], dtype=np.intp))
+            else:
+                shape[p] = len(pos)
+                index.append(np.asarray(pos, dtype=np.intp).reshape(shape))
+        key = ("IX", tuple((p, tuple(pos)) for p, pos in entries), n)
+        return "[" + self.const(tuple(index), "IX", key) + "]"
+
+    def _match_dim(
+        self, sub: str, ctx: Ctx, used: set[int], vco: list[str]
+    ) -> tuple[int, tuple[str, ...]]:
+        """Context axis matched by a reference subscript, and the coords it reads."""
+        if sub in ctx.names:
+            p = ctx.names.index(sub)
+            return p, ctx.coords[p]
+        base = sub.rstrip("!")
+        # subscript mapping: positional correspondence between ranges
+        for mapped in self.sm.mapping.get(base, []) or []:
+            if isinstance(mapped, str) and mapped in ctx.names:
+                p = ctx.names.index(mapped)
+                full_m = self.subs[mapped]
+                src = self.subs[base]
+                if len(full_m) != len(src):
+                    raise self.unsupported(f"a subscript mapping of {base} to {mapped}")
+                return p, tuple(src[full_m.index(c)] for c in ctx.coords[p])
+        for other, maps in self.sm.mapping.items():
+            if base in (maps or []) and other in ctx.names:
+                p = ctx.names.index(other)
+                full_o = self.subs[other]
+                src = self.subs[base]
+                if len(full_o) != len(src):
+                    raise self.unsupported(f"a subscript mapping of {other} to {base}")
+                return p, tuple(src[full_o.index(c)] for c in ctx.coords[p])
+        # same family (subrange or parent range, or a single element of it)
+        rset = set(self.subs.get(base, []))
+        for p, (n, c) in enumerate(zip(ctx.names, ctx.coords, strict=True)):
+            if p in used or n.endswith("!"):
+                continue
+            if set(c) <= rset and set(c) <= set(vco):
+                return p, c
+        raise self.unsupported(f"the subscript range {sub} in a reference")
+
+    # ------------------------------------------------------------------ calls
+    def _x_CallStructure(self, ast: ae.CallStructure, ctx: Ctx) -> str:
+        fname = ast.function.reference
+        args = list(ast.arguments)
+        if fname in self.by_clean and self.elements[self.by_clean[fname]].kind == "lookup":
+            return self._lookup_call(self.by_clean[fname], ast, ctx)
+        if fname in self.by_clean:
+            el = self.elements[self.by_clean[fname]]
+            if not el.components and el.lookup_tables is None:
+                # lookup element not compiled yet: compile it now (declared later)
+                ael = self.abstract[self._clean(el.name)]
+                saved = self._element
+                self._element = el
+                if all(isinstance(c.ast, ae.LookupsStructure) for c in ael.components):
+                    self._compile_lookup(el, ael.components)
+                elif any(isinstance(c.ast, ae.GetLookupsStructure) for c in ael.components):
+                    self._compile_ext_lookup(el, ael.components)
+                self._element = saved
+                if el.kind == "lookup":
+                    return self._lookup_call(el.index, ast, ctx)
+            raise self.unsupported(f"a call to the variable '{el.name}'")
+        if fname in _SIMPLE:
+            fn, nargs = _SIMPLE[fname]
+            if len(args) != nargs:
+                raise self.unsupported(f"{fname.upper()} with {len(args)} arguments")
+            srcs = [self.expr(a, ctx) for a in args]
+            return f"{fn}({', '.join(srcs)})"
+        if fname == "pi":
+            return "np.pi"
+        if fname in _REDUCE:
+            return self._reduce(_REDUCE[fname], args[0], ctx)
+        if fname in ("vmax_xmile", "vmin_xmile"):
+            return self._reduce(
+                "np.max" if fname == "vmax_xmile" else "np.min", args[0], ctx, xmile=True
+            )
+        if fname == "elmcount":
+            a = args[0]
+            name = a.reference if isinstance(a, ae.ReferenceStructure) else str(a)
+            for rng, elems in self.subs.items():
+                if rng.replace(" ", "_").lower() == name.replace(" ", "_").lower():
+                    return num(len(elems))
+            raise self.unsupported(f"ELMCOUNT of '{name}'")
+        if fname in ("step", "pulse", "Xpulse", "pulse_train", "Xpulse_train", "ramp", "Xramp"):
+            return self._time_function(fname, args, ctx)
+        if fname == "active_initial":
+            return self._stateful("active_initial", ctx, active=args[0], initial=args[1])
+        if fname == "vector_select":
+            return self._vector_select(args, ctx)
+        raise self.unsupported(f"the function {fname.upper().replace('_', ' ')}")
+
+    def _bang_dims(self, ast: Any, out: list[str], ranges: bool = False) -> list[str]:
+        if isinstance(ast, ae.ReferenceStructure):
+            if ast.subscripts:
+                for s in ast.subscripts.subscripts:
+                    if (s.endswith("!") or (ranges and s in self.subs)) and s not in out:
+                        out.append(s)
+        elif hasattr(ast, "__dataclass_fields__"):
+            for f in ast.__dataclass_fields__:
+                self._bang_dims(getattr(ast, f), out, ranges)
+        elif isinstance(ast, list | tuple):
+            for a in ast:
+                self._bang_dims(a, out, ranges)
+        return out
+
+    def _extend_bang(
+        self, ast: Any, ctx: Ctx, ranges: bool = False
+    ) -> tuple[Ctx, tuple[int, ...]]:
+        bangs = [b for b in self._bang_dims(ast, [], ranges) if b not in ctx.names]
+        inner = ctx
+        for b in bangs:
+            inner = inner.extend(b, self.subs[b.rstrip("!")])
+        axes = tuple(range(1 + len(ctx.names), 1 + len(inner.names)))
+        return inner, axes
+
+    def _reduce(self, fn: str, arg: Any, ctx: Ctx, xmile: bool = False) -> str:
+        inner, axes = self._extend_bang(arg, ctx, ranges=xmile)
+        src = self.expr(arg, inner)
+        if not axes:
+            return src
+        full = self.const(inner.shape, "CS")
+        return f"{fn}(_rt.bc({src}, (_B,) + {full}), axis={axes!r})"
+
+    def _vector_select(self, args: list[Any], ctx: Ctx) -> str:
+        inner, axes = self._extend_bang(args[0:2], ctx)
+        sel = self.expr(args[0], inner)
+        exp = self.expr(args[1], inner)
+        rest = [self.expr(a, ctx) for a in args[2:4]]
+        return f"_rt.vector_select({sel}, {exp}, {axes!r}, {rest[0]}, {rest[1]})"
+
+    def _time_function(self, fname: str, args: list[Any], ctx: Ctx) -> str:
+        col = Collector()
+        self._col.append(col)
+        srcs = [self.expr(a, ctx) for a in args]
+        self._col.pop()
+        if self._col:
+            self._col[-1].refs |= col.refs
+        self._mark_dynamic()
+        self.breakpoints.append(Breakpoint(fname, srcs, col.refs, col.dynamic))
+        if fname == "step":
+            return f"_rt.step(_T, DT, {srcs[0]}, {srcs[1]})"
+        if fname == "pulse":
+            return f"_rt.pulse(_T, DT, {srcs[0]}, width={srcs[1]})"
+        if fname == "Xpulse":
+            return f"_rt.pulse(_T, DT, {srcs[0]}, magnitude={srcs[1]})"
+        if fname == "pulse_train":
+            return (
+                f"_rt.pulse(_T, DT, {srcs[0]}, repeat_time={srcs[1]}, width={srcs[2]}, "
+                f"end={srcs[3]})"
+            )
+        if fname == "Xpulse_train":
+            return f"_rt.pulse(_T, DT, {srcs[0]}, repeat_time={srcs[1]}, magnitude={srcs[2]})"
+        if fname == "ramp":
+            return f"_rt.ramp(_T, {srcs[0]}, {srcs[1]}, {srcs[2]})"
+        return f"_rt.ramp(_T, {srcs[0]}, {srcs[1]})"
+
+    def _lookup_call(self, i: int, ast: ae.CallStructure, ctx: Ctx) -> str:
+        el = self.elements[i]
+        subs = list(ast.function.subscripts.subscripts) if ast.function.subscripts else []
+        idx = self._index(el.dims, el.coords, subs, ctx)
+        x = self.expr(ast.arguments[0], ctx)
+        return f"_rt.lookup({x}, LX{i}{idx}, LY{i}{idx}, {el.lookup_mode!r})"
+
+    def _x_InlineLookupsStructure(self, ast: ae.InlineLookupsStructure, ctx: Ctx) -> str:
+        x = self.expr(ast.argument, ctx)
+        xs = self.const(np.asarray(ast.lookups.x, dtype=float), "A")
+        ys = self.const(np.asarray(ast.lookups.y, dtype=float), "A")
+        return f"np.interp({x}, {xs}, {ys})"
+
+    def _x_GameStructure(self, ast: ae.GameStructure, ctx: Ctx) -> str:
+        return self.expr(ast.expression, ctx)
+
+    # ------------------------------------------------------------------ statefuls
+    def _stateful(self, kind: str, ctx: Ctx, non_negative: bool = False, **args: Any) -> str:
+        assert self._element is not None
+        srcs: dict[str, str] = {}
+        refs: dict[str, set[int]] = {}
+        for role, a in args.items():
+            col = Collector()
+            self._col.append(col)
+            srcs[role] = self.expr(a, ctx)
+            self._col.pop()
+            refs[role] = col.refs
+        j = len(self.statefuls)
+
+        def union(*roles: str) -> set[int]:
+            out: set[int] = set()
+            for r in roles:
+                out |= refs.get(r, set())
+            return out
+
+        init_roles = {
+            "integ": ("initial",),
+            "smooth": ("initial", "order"),
+            "delay": ("initial", "delay_time", "order"),
+            "delayn": ("initial", "delay_time", "order"),
+            "delayfixed": ("initial", "delay_time"),
+            "trend": ("input", "average_time", "initial_trend"),
+            "forecast": ("input", "average_time", "horizon", "initial_trend"),
+            "sampleiftrue": ("initial",),
+            "initial": ("initial",),
+            "active_initial": ("initial",),
+        }[kind]
+        dyn_roles = {
+            "integ": (),
+            "smooth": (),
+            "delay": ("delay_time",),
+            "delayn": ("delay_time",),
+            "delayfixed": (),
+            "trend": ("input", "average_time"),
+            "forecast": ("input", "average_time", "horizon"),
+            "sampleiftrue": ("condition", "input"),
+            "initial": (),
+            "active_initial": ("active",),
+        }[kind]
+        ddt_roles = {
+            "integ": ("flow",),
+            "smooth": ("input", "smooth_time"),
+            "delay": ("input", "delay_time"),
+            "delayn": ("input", "delay_time"),
+            "delayfixed": ("input",),
+            "trend": ("input", "average_time"),
+            "forecast": ("input", "average_time"),
+            "sampleiftrue": ("condition", "input"),
+            "initial": (),
+            "active_initial": (),
+        }[kind]
+        sf = Stateful(
+            index=j,
+            kind=kind,
+            element=self._element.index,
+            ctx=ctx,
+            args=srcs,
+            init_refs=union(*init_roles),
+            dyn_refs=union(*dyn_roles),
+            ddt_refs=union(*ddt_roles),
+            non_negative=non_negative,
+            label=self._element.name,
+        )
+        self.statefuls.append(sf)
+        self._element.statefuls.append(j)
+        if kind not in ("initial",):
+            self._mark_dynamic()
+        return f"o{j}"
+
+    def _x_IntegStructure(self, ast: ae.IntegStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "integ", ctx, non_negative=bool(ast.non_negative), flow=ast.flow, initial=ast.initial
+        )
+
+    def _x_SmoothStructure(self, ast: ae.SmoothStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "smooth",
+            ctx,
+            input=ast.input,
+            smooth_time=ast.smooth_time,
+            initial=ast.initial,
+            order=ast.order,
+        )
+
+    _x_SmoothNStructure = _x_SmoothStructure
+
+    def _x_DelayStructure(self, ast: ae.DelayStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "delay",
+            ctx,
+            input=ast.input,
+            delay_time=ast.delay_time,
+            initial=ast.initial,
+            order=ast.order,
+        )
+
+    def _x_DelayNStructure(self, ast: ae.DelayNStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "delayn",
+            ctx,
+            input=ast.input,
+            delay_time=ast.delay_time,
+            initial=ast.initial,
+            order=ast.order,
+        )
+
+    def _x_DelayFixedStructure(self, ast: ae.DelayFixedStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "delayfixed", ctx, input=ast.input, delay_time=ast.delay_time, initial=ast.initial
+        )
+
+    def _x_TrendStructure(self, ast: ae.TrendStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "trend",
+            ctx,
+            input=ast.input,
+            average_time=ast.average_time,
+            initial_trend=ast.initial_trend,
+        )
+
+    def _x_ForecastStructure(self, ast: ae.ForecastStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "forecast",
+            ctx,
+            input=ast.input,
+            average_time=ast.average_time,
+            horizon=ast.horizon,
+            initial_trend=ast.initial_trend,
+        )
+
+    def _x_SampleIfTrueStructure(self, ast: ae.SampleIfTrueStructure, ctx: Ctx) -> str:
+        return self._stateful(
+            "sampleiftrue", ctx, condition=ast.condition, input=ast.input, initial=ast.initial
+        )
+
+    def _x_InitialStructure(self, ast: ae.InitialStructure, ctx: Ctx) -> str:
+        return self._stateful("initial", ctx, initial=ast.initial)
+
+
+def build_program(am: AbstractModel, model_dir: pathlib.Path) -> Program:
+    """Compile an abstract model into a :class:`Program`."""
+    return _Compiler(am, model_dir).compile()

@@ -1,0 +1,709 @@
+"""Bind a compiled :class:`Program` to overrides and a time grid: a runnable System.
+
+The program is turned into three generated functions: ``_init`` (values at the
+initial time, in initialisation order), ``_rhs`` (derivative or Euler step) and
+``_obs`` (every variable at a saved time). Constants are computed once by ``_init``
+and read by the other two as module globals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from sd_model._errors import ParameterError, UnsupportedFeatureError
+from sd_model.compiler import _runtime
+from sd_model.compiler._build import CONTROL_NAMES, Program, Stateful
+from sd_model.integrate import TimeGrid
+
+STATE_KINDS = {"integ", "smooth", "delay", "delayn", "delayfixed", "trend", "forecast",
+               "sampleiftrue"}
+DISCRETE_KINDS = {"delayfixed", "sampleiftrue"}
+_ORDERED = {"smooth", "delay", "delayn", "delayfixed"}
+
+
+def _toposort(nodes: Sequence[int], deps: Mapping[int, set[int]], names: Sequence[str],
+              phase: str) -> list[int]:
+    """Depth-first topological order; a cycle raises naming its elements."""
+    order: list[int] = []
+    state: dict[int, int] = {}
+    node_set = set(nodes)
+    for start in nodes:
+        if state.get(start):
+            continue
+        stack: list[tuple[int, Any]] = [(start, iter(sorted(deps.get(start, set()) & node_set)))]
+        state[start] = 1
+        path = [start]
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                path.pop()
+                state[node] = 2
+                order.append(node)
+                continue
+            st = state.get(nxt, 0)
+            if st == 1:
+                cycle = [*path[path.index(nxt):], nxt]
+                raise UnsupportedFeatureError(
+                    f"Circular definition in the {phase}: "
+                    + " -> ".join(f"'{names[c]}'" for c in cycle)
+                    + ". Break the loop with a stock or an INITIAL."
+                )
+            if st == 0:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append((nxt, iter(sorted(deps.get(nxt, set()) & node_set))))
+    return order
+
+
+@dataclass
+class Code:
+    """Generated sources (kept for inspection) and their compiled code objects."""
+
+    init_src: str
+    rhs_src: str
+    obs_src: str
+    code: Any
+    dynamic: frozenset[int]
+    obs_names: tuple[int, ...]
+
+
+def _assembly(prog: Program, i: int) -> list[str]:
+    el = prog.elements[i]
+    if len(el.components) == 1 and el.components[0].direct:
+        src = el.components[0].src
+        if el.kind == "stock" and src.startswith("o") and src[1:].isdigit():
+            return [f"v{i} = {src}"]
+        return [f"v{i} = _rt.bc({src}, E{i})"]
+    lines = [f"v{i} = np.full(E{i}, _NAN)"]
+    for k, comp in enumerate(el.components):
+        if comp.direct:
+            lines.append(f"v{i}[...] = {comp.src}")
+        else:
+            lines.append(f"v{i}[PE{i}_{k}] = _rt.bc({comp.src}, (_B,) + CS{i}_{k})[PC{i}_{k}]")
+    return lines
+
+
+def _pre_init(sf: Stateful) -> list[str]:
+    j, a = sf.index, sf.args
+    q = f"Q{j}"
+    if sf.kind == "integ":
+        return [f"z{j} = _rt.bc({a['initial']}, {q}).copy()", f"o{j} = z{j}"]
+    if sf.kind == "smooth":
+        return [
+            f"n{j} = _order({a['order']})",
+            f"o{j} = _rt.bc({a['initial']}, {q})",
+            f"z{j} = _rt.stack(o{j}, n{j}, {q})",
+        ]
+    if sf.kind == "delayn":
+        return [
+            f"n{j} = _order({a['order']})",
+            f"d{j} = _rt.bc({a['delay_time']}, {q})",
+            f"o{j} = _rt.bc({a['initial']}, {q})",
+            f"z{j} = _rt.stack(o{j} * d{j}, n{j}, {q})",
+            f"w{j} = _rt.stack(d{j}, n{j}, {q})",
+        ]
+    if sf.kind == "delay":
+        return [
+            f"n{j} = _order({a['order']})",
+            f"d{j} = _rt.bc({a['delay_time']}, {q})",
+            f"o{j} = _rt.bc({a['initial']}, {q})",
+            f"z{j} = _rt.stack(o{j} * d{j}, n{j}, {q})",
+        ]
+    if sf.kind == "delayfixed":
+        return [
+            f"d{j} = _rt.bc({a['delay_time']}, {q})",
+            f"o{j} = _rt.bc({a['initial']}, {q})",
+            f"z{j} = o{j}",
+        ]
+    if sf.kind == "trend":
+        return [
+            f"z{j} = _rt.bc(({a['input']}) / (1 + ({a['initial_trend']}) * "
+            f"({a['average_time']})), {q})",
+            f"o{j} = _rt.zidz(({a['input']}) - z{j}, ({a['average_time']}) * np.abs(z{j}))",
+        ]
+    if sf.kind == "forecast":
+        return [
+            f"z{j} = _rt.bc(({a['input']}) / (1 + ({a['initial_trend']})), {q})",
+            f"o{j} = ({a['input']}) * (1 + _rt.zidz(({a['input']}) - z{j}, "
+            f"({a['average_time']}) * z{j}) * ({a['horizon']}))",
+        ]
+    if sf.kind == "sampleiftrue":
+        return [f"z{j} = _rt.bc({a['initial']}, {q}).copy()", f"o{j} = z{j}"]
+    if sf.kind in ("initial", "active_initial"):
+        return [f"o{j} = _rt.bc({a['initial']}, {q})"]
+    raise AssertionError(sf.kind)
+
+
+def _pre_dyn(sf: Stateful) -> list[str]:
+    j, a = sf.index, sf.args
+    if sf.kind == "integ":
+        return [f"o{j} = s{j}"]
+    if sf.kind == "smooth":
+        return [f"o{j} = s{j}[:, -1]"]
+    if sf.kind == "delay":
+        return [f"o{j} = s{j}[:, -1] / ({a['delay_time']})"]
+    if sf.kind == "delayn":
+        return [f"o{j} = s{j}[:, N{j} - 1] / s{j}[:, N{j}]"]
+    if sf.kind == "delayfixed":
+        return [f"o{j} = s{j}[:, 0]"]
+    if sf.kind == "trend":
+        return [f"o{j} = _rt.zidz(({a['input']}) - s{j}, ({a['average_time']}) * np.abs(s{j}))"]
+    if sf.kind == "forecast":
+        return [
+            f"o{j} = ({a['input']}) * (1 + _rt.zidz(({a['input']}) - s{j}, "
+            f"({a['average_time']}) * s{j}) * ({a['horizon']}))"
+        ]
+    if sf.kind == "sampleiftrue":
+        return [f"o{j} = _rt.where({a['condition']}, {a['input']}, s{j})"]
+    if sf.kind == "initial":
+        return []
+    if sf.kind == "active_initial":
+        return [f"o{j} = {a['active']}"]
+    raise AssertionError(sf.kind)
+
+
+def _ddt(sf: Stateful) -> list[str]:
+    j, a = sf.index, sf.args
+    d = f"_D[:, SL{j}]"
+    if sf.kind == "integ":
+        return [f"{d} = _rt.bc({a['flow']}, Q{j}).reshape(_B, -1)"]
+    if sf.kind == "smooth":
+        return [f"{d} = _rt.smooth_ddt(s{j}, {a['input']}, {a['smooth_time']}, N{j})"
+                ".reshape(_B, -1)"]
+    if sf.kind == "delayn":
+        return [f"{d} = _rt.delayn_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j})"
+                ".reshape(_B, -1)"]
+    if sf.kind == "delay":
+        return [f"{d} = _rt.delay_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j})"
+                ".reshape(_B, -1)"]
+    if sf.kind in ("trend", "forecast"):
+        return [f"{d} = _rt.bc((({a['input']}) - s{j}) / ({a['average_time']}), Q{j})"
+                ".reshape(_B, -1)"]
+    return []
+
+
+def _discrete(sf: Stateful) -> list[str]:
+    j, a = sf.index, sf.args
+    if sf.kind == "delayfixed":
+        return [f"_N[:, SL{j}] = _rt.shift(s{j}, {a['input']}).reshape(_B, -1)"]
+    if sf.kind == "delayn":
+        return [
+            f"_N[:, SL{j}] = _rt.delayn_times(_N[:, SL{j}].reshape(QS{j}), s{j}, "
+            f"{a['delay_time']}, N{j}).reshape(_B, -1)"
+        ]
+    if sf.kind == "sampleiftrue":
+        return [
+            f"_N[:, SL{j}] = _rt.bc(_rt.where({a['condition']}, {a['input']}, s{j}), Q{j})"
+            ".reshape(_B, -1)"
+        ]
+    return []
+
+
+def generate(prog: Program, forced: frozenset[int]) -> Code:
+    """Generate and compile the model functions.
+
+    Parameters
+    ----------
+    prog : Program
+        The compiled model.
+    forced : frozenset of int
+        Constant elements replaced by time series (evaluated at each call).
+    """
+    els = prog.elements
+    sfs = prog.statefuls
+    names = [e.name for e in els]
+    values = [e.index for e in els if e.kind != "lookup"]
+    init_deps: dict[int, set[int]] = {}
+    dyn_deps: dict[int, set[int]] = {}
+    for e in els:
+        init_deps[e.index] = set(e.refs)
+        dyn_deps[e.index] = set(e.refs)
+        for j in e.statefuls:
+            init_deps[e.index] |= sfs[j].init_refs
+            dyn_deps[e.index] |= sfs[j].dyn_refs
+    for i in forced:
+        dyn_deps[i] = set()
+    # dynamic elements: read time or state, or depend on something that does
+    dynamic = {
+        e.index
+        for e in els
+        if e.kind != "lookup"
+        and (e.uses_time or any(sfs[j].kind != "initial" for j in e.statefuls))
+    } | set(forced)
+    changed = True
+    while changed:
+        changed = False
+        for i in values:
+            if i not in dynamic and dyn_deps[i] & dynamic:
+                dynamic.add(i)
+                changed = True
+    init_order = _toposort(values, init_deps, names, "initialisation")
+    dyn_nodes = [i for i in values if i in dynamic]
+    dyn_order = _toposort(dyn_nodes, dyn_deps, names, "model equations")
+    state_sfs = [sf for sf in sfs if sf.kind in STATE_KINDS]
+    # what the derivative needs
+    roots: set[int] = set()
+    for sf in state_sfs:
+        roots |= sf.ddt_refs
+        roots.add(sf.element)
+    need: set[int] = set()
+    todo = [r for r in roots if r in dynamic]
+    while todo:
+        r = todo.pop()
+        if r in need:
+            continue
+        need.add(r)
+        todo.extend(d for d in dyn_deps[r] if d in dynamic and d not in need)
+    overridable = {e.index for e in els if e.kind != "lookup" and e.index not in dynamic}
+
+    ind = "    "
+    lines = ["def _init(_T):"]
+    for i in init_order:
+        for j in els[i].statefuls:
+            lines += [ind + x for x in _pre_init(sfs[j])]
+        lines += [ind + x for x in _assembly(prog, i)]
+        if i in overridable or i in forced:
+            lines.append(f"{ind}v{i} = _OV({i}, v{i})")
+    lines.append(ind + "return locals()")
+    init_src = "\n".join(lines) + "\n"
+
+    def body(order: list[int]) -> list[str]:
+        out = [ind + "_Y = _y.reshape(_B, NS)"]
+        for sf in state_sfs:
+            out.append(f"{ind}s{sf.index} = _Y[:, SL{sf.index}].reshape(QS{sf.index})")
+        for i in order:
+            if i in forced:
+                out.append(f"{ind}v{i} = _TS({i}, _T)")
+                continue
+            for j in els[i].statefuls:
+                out += [ind + x for x in _pre_dyn(sfs[j])]
+            out += [ind + x for x in _assembly(prog, i)]
+        return out
+
+    rhs = ["def _rhs(_T, _y, _dt):", *body([i for i in dyn_order if i in need])]
+    rhs.append(ind + "_D = np.zeros((_B, NS))")
+    for sf in state_sfs:
+        rhs += [ind + x for x in _ddt(sf)]
+    nonneg = [sf for sf in state_sfs if sf.kind == "integ" and sf.non_negative]
+    rhs.append(ind + "if _dt is None:")
+    for sf in nonneg:
+        j = sf.index
+        rhs.append(
+            f"{ind}{ind}_D[:, SL{j}] = np.where((_Y[:, SL{j}] <= 0) & (_D[:, SL{j}] < 0), "
+            f"0.0, _D[:, SL{j}])"
+        )
+    rhs.append(ind + ind + "return _D.reshape(-1)")
+    rhs.append(ind + "_N = _Y + _dt * _D")
+    for sf in nonneg:
+        rhs.append(f"{ind}_N[:, SL{sf.index}] = np.maximum(_N[:, SL{sf.index}], 0.0)")
+    for sf in state_sfs:
+        rhs += [ind + x for x in _discrete(sf)]
+    rhs.append(ind + "return _N.reshape(-1)")
+    rhs_src = "\n".join(rhs) + "\n"
+
+    obs = ["def _obs(_T, _y):", *body(dyn_order)]
+    obs_names = tuple(i for i in dyn_order)
+    obs.append(ind + "return (" + "".join(f"v{i}, " for i in obs_names) + ")")
+    obs_src = "\n".join(obs) + "\n"
+    full = init_src + "\n" + rhs_src + "\n" + obs_src
+    code = compile(full, "<sd_model compiled model>", "exec")
+    return Code(init_src, rhs_src, obs_src, code, frozenset(dynamic), obs_names)
+
+
+def _order(x: Any) -> int:
+    arr = np.asarray(x, dtype=float)
+    first = float(arr.flat[0])
+    if not np.all(arr == first):
+        raise UnsupportedFeatureError(
+            "The compiled backend needs the order of a SMOOTH N / DELAY N to be the same "
+            "in every scenario and subscript."
+        )
+    return int(first)
+
+
+class CompiledSystem:
+    """A compiled model bound to a batch of overrides and a time grid.
+
+    Implements :class:`sd_model.integrate.System`. The state vector is
+    scenario-major: ``y.reshape(B, n_state)[b]`` is scenario ``b``.
+    """
+
+    def __init__(
+        self,
+        prog: Program,
+        code_for: Any,
+        overrides: Sequence[Mapping[str, object]],
+        grid: TimeGrid,
+    ) -> None:
+        if len(overrides) < 1:
+            raise ParameterError("system() needs at least one overrides mapping (one scenario).")
+        self._prog = prog
+        self.grid = grid
+        self.batch = B = len(overrides)
+        els = prog.elements
+        consts, series, tables = self._parse_overrides(overrides)
+        base_dynamic = code_for(frozenset()).dynamic
+        for i in [*consts, *series]:
+            if i in base_dynamic:
+                el = els[i]
+                raise ParameterError(
+                    f"'{el.py_name}' ({el.name}) depends on time or on stocks; only constants "
+                    "and lookups can be overridden."
+                )
+        forced = frozenset(i for i, per in series.items() if per)
+        code: Code = code_for(forced)
+        self.code = code
+        ns: dict[str, Any] = {
+            "np": np,
+            "_rt": _runtime,
+            "_NAN": math.nan,
+            "_INF": math.inf,
+            "_B": B,
+            "_order": _order,
+            "TI": float(grid.initial_time),
+            "TF": float(grid.final_time),
+            "DT": float(grid.time_step),
+            "SP": float(grid.saveper),
+        }
+        ns.update(prog.consts)
+        for e in els:
+            ns[f"E{e.index}"] = (B, *e.shape)
+            for k, comp in enumerate(e.components):
+                if not comp.direct and comp.cells is not None:
+                    ns[f"PE{e.index}_{k}"] = (slice(None), *comp.cells[0])
+                    ns[f"PC{e.index}_{k}"] = (slice(None), *comp.cells[1])
+                    ns[f"CS{e.index}_{k}"] = comp.ctx.shape
+            if e.kind == "lookup":
+                assert e.lookup_tables is not None
+                lx, ly = tables.get(e.index, e.lookup_tables)
+                ns[f"LX{e.index}"], ns[f"LY{e.index}"] = lx, ly
+        for sf in prog.statefuls:
+            ns[f"Q{sf.index}"] = (B, *sf.ctx.shape)
+
+        def ov(i: int, default: np.ndarray) -> np.ndarray:
+            out = np.array(np.broadcast_to(default, (B, *els[i].shape)), dtype=float)
+            for b, val in consts.get(i, {}).items():
+                out[b] = val
+            for b, s in series.get(i, {}).items():
+                out[b] = _interp_series(s, grid.initial_time)
+            return out
+
+        ns["_OV"] = ov
+        exec(code.code, ns)  # generated only from the AST (see _build); no model text
+        with np.errstate(all="ignore"):
+            init = ns["_init"](float(grid.initial_time))
+        # constants become module globals of the dynamic functions
+        for e in els:
+            if e.kind != "lookup" and e.index not in code.dynamic:
+                ns[f"v{e.index}"] = init[f"v{e.index}"]
+        ts_base = {i: init[f"v{i}"] for i in forced}
+
+        def ts(i: int, t: float) -> np.ndarray:
+            out = ts_base[i].copy()
+            for b, s in series[i].items():
+                out[b] = _interp_series(s, t)
+            return out
+
+        ns["_TS"] = ts
+        # state layout
+        offset = 0
+        labels: list[str] = []
+        self._discrete: list[str] = []
+        blocks = []
+        for sf in prog.statefuls:
+            j = sf.index
+            if sf.kind in ("initial", "active_initial"):
+                if sf.kind == "initial":
+                    ns[f"o{j}"] = init[f"o{j}"]
+                continue
+            z = init[f"z{j}"]
+            if sf.kind in ("smooth", "delay", "delayn"):
+                n = int(init[f"n{j}"])
+                if sf.kind != "smooth":
+                    dmin = float(np.min(init[f"d{j}"]))
+                    while n > 1 and n * grid.time_step > dmin:
+                        n -= 1
+                    z = z[:, :n]
+                ns[f"N{j}"] = n
+                ns[f"QS{j}"] = (B, n, *sf.ctx.shape)
+                if sf.kind == "delayn":
+                    z = np.concatenate([z, init[f"w{j}"][:, :n]], axis=1)
+                    ns[f"QS{j}"] = (B, 2 * n, *sf.ctx.shape)
+            elif sf.kind == "delayfixed":
+                d = np.asarray(init[f"d{j}"])
+                first = float(d.flat[0])
+                if not np.all(d == first):
+                    raise UnsupportedFeatureError(
+                        f"DELAY FIXED in element '{sf.label}' needs the same delay time in "
+                        "every scenario and subscript in the compiled backend."
+                    )
+                n = round(max(first / grid.time_step, 1) + _runtime.SMALL_VENSIM)
+                z = np.repeat(np.asarray(z)[:, None], n, axis=1)
+                ns[f"QS{j}"] = (B, n, *sf.ctx.shape)
+                self._discrete.append(f"DELAY FIXED in '{sf.label}'")
+            else:
+                ns[f"QS{j}"] = (B, *sf.ctx.shape)
+                if sf.kind == "sampleiftrue":
+                    self._discrete.append(f"SAMPLE IF TRUE in '{sf.label}'")
+            size = int(np.prod(ns[f"QS{j}"][1:], dtype=int))
+            ns[f"SL{j}"] = slice(offset, offset + size)
+            blocks.append((sf, offset, size, np.asarray(z, dtype=float).reshape(B, size)))
+            labels += _labels(sf, ns[f"QS{j}"][1:])
+            offset += size
+        ns["NS"] = offset
+        self._ns = ns
+        self.n_state = offset
+        y0 = np.empty((B, offset))
+        for _sf, off, size, z in blocks:
+            y0[:, off : off + size] = z
+        self._y0 = y0.reshape(-1)
+        if B == 1:
+            self._labels = labels
+        else:
+            self._labels = [f"{b}:{lab}" for b in range(B) for lab in labels]
+        self._rhs = ns["_rhs"]
+        self._obs = ns["_obs"]
+        self._init_values = init
+        self._breakpoints = self._compute_breakpoints(init, code.dynamic)
+
+    # ------------------------------------------------------------------ overrides
+    def _parse_overrides(self, overrides: Sequence[Mapping[str, object]]) -> tuple[
+        dict[int, dict[int, np.ndarray]],
+        dict[int, dict[int, pd.Series]],
+        dict[int, tuple[np.ndarray, np.ndarray]],
+    ]:
+        prog = self._prog
+        consts: dict[int, dict[int, np.ndarray]] = {}
+        series: dict[int, dict[int, pd.Series]] = {}
+        lk: dict[int, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
+        for b, mapping in enumerate(overrides):
+            for key, value in mapping.items():
+                if key not in prog.by_py_name:
+                    if key in CONTROL_NAMES:
+                        raise ParameterError(
+                            f"'{key}' is a control variable; set it through the time grid."
+                        )
+                    raise ParameterError(
+                        f"Unknown parameter '{key}': the model has no constant or lookup with "
+                        "that Python name."
+                    )
+                el = prog.elements[prog.by_py_name[key]]
+                if el.kind == "lookup":
+                    lk.setdefault(el.index, {})[b] = _lookup_override(el, value)
+                    continue
+                if el.kind == "stock" or el.statefuls or el.uses_time:
+                    raise ParameterError(
+                        f"'{key}' ({el.name}) is not a constant and cannot be overridden."
+                    )
+                if isinstance(value, pd.Series):
+                    series.setdefault(el.index, {})[b] = value.sort_index()
+                else:
+                    consts.setdefault(el.index, {})[b] = _const_override(el, value)
+        # a constant that depends on something dynamic cannot be overridden either
+        tables: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        B = len(overrides)
+        for i, per in lk.items():
+            el = prog.elements[i]
+            assert el.lookup_tables is not None
+            dx, dy = el.lookup_tables
+            cand = [per.get(b, (dx[0], dy[0])) for b in range(B)]
+            n = max(c[0].shape[-1] for c in cand)
+            xs = np.empty((B, *el.shape, n))
+            ys = np.empty((B, *el.shape, n))
+            for b, (x, y) in enumerate(cand):
+                x = np.broadcast_to(x, (*el.shape, x.shape[-1]))
+                y = np.broadcast_to(y, (*el.shape, y.shape[-1]))
+                pad = n - x.shape[-1]
+                xs[b] = np.concatenate([x, np.repeat(x[..., -1:], pad, axis=-1)], axis=-1)
+                ys[b] = np.concatenate([y, np.repeat(y[..., -1:], pad, axis=-1)], axis=-1)
+            tables[i] = (xs, ys)
+        return consts, series, tables
+
+    # ------------------------------------------------------------------ protocol
+    @property
+    def state_labels(self) -> Sequence[str]:
+        """One label per entry of ``y``."""
+        return self._labels
+
+    @property
+    def breakpoints(self) -> Sequence[float]:
+        """Times of STEP/PULSE/RAMP edges (union over the batch)."""
+        return self._breakpoints
+
+    @property
+    def discrete_elements(self) -> Sequence[str]:
+        """DELAY FIXED / SAMPLE IF TRUE elements (fixed-step Euler only)."""
+        return self._discrete
+
+    def initial_state(self) -> np.ndarray:
+        """The state at the initial time, scenario-major."""
+        return self._y0.copy()
+
+    def derivative(self, t: float, y: np.ndarray) -> np.ndarray:
+        """``dy/dt`` at ``(t, y)``."""
+        with np.errstate(all="ignore"):
+            return np.asarray(self._rhs(float(t), y, None))
+
+    def euler_step(self, t: float, y: np.ndarray, dt: float) -> np.ndarray:
+        """One Euler step, updating discrete elements as PySD does."""
+        with np.errstate(all="ignore"):
+            return np.asarray(self._rhs(float(t), y, float(dt)))
+
+    def observe(self, t: float, y: np.ndarray) -> dict[str, np.ndarray]:
+        """Every variable at ``(t, y)``, each shaped ``(B, *dims)``."""
+        with np.errstate(all="ignore"):
+            dyn = self._obs(float(t), y)
+        prog = self._prog
+        B = self.batch
+        out: dict[str, np.ndarray] = {}
+        dyn_map = dict(zip(self.code.obs_names, dyn, strict=True))
+        for e in prog.elements:
+            if e.kind == "lookup":
+                continue
+            val = dyn_map.get(e.index)
+            if val is None:
+                val = self._ns[f"v{e.index}"]
+            out[e.py_name] = np.array(np.broadcast_to(val, (B, *e.shape)), dtype=float)
+        for py_name, short in CONTROL_NAMES.items():
+            out[py_name] = np.full(B, float(self._ns[short]))
+        return out
+
+    # ------------------------------------------------------------------ breakpoints
+    def _compute_breakpoints(self, init: Mapping[str, Any], dynamic: frozenset[int]) -> list[float]:
+        g = self.grid
+        out: set[float] = set()
+        env = dict(self._ns)
+        env.update(init)
+        env["_T"] = g.initial_time
+        for bp in self._prog.breakpoints:
+            if bp.dynamic or bp.refs & dynamic:
+                continue
+            try:
+                with np.errstate(all="ignore"):
+                    args = [
+                        np.atleast_1d(np.asarray(eval(src, env), dtype=float)).ravel()  # noqa: S307
+                        for src in bp.args
+                    ]
+            except Exception:  # noqa: BLE001 - a breakpoint is an optimisation only
+                continue
+            times: list[float] = []
+            if bp.kind == "step":
+                times += [*args[1], *(args[1] - g.time_step / 2)]
+            elif bp.kind == "pulse":
+                for s in args[0]:
+                    times += [s, *(s + args[1])]
+            elif bp.kind == "Xpulse":
+                times += [*args[0], *(args[0] + g.time_step / 2)]
+            elif bp.kind in ("pulse_train", "Xpulse_train"):
+                widths = args[2] if bp.kind == "pulse_train" else np.array([g.time_step / 2])
+                end = args[3] if bp.kind == "pulse_train" else np.array([g.final_time])
+                for s in args[0]:
+                    for r in args[1]:
+                        if r <= 0:
+                            times += [s, *(s + widths)]
+                            continue
+                        k = np.arange(0, min(10_000, int((g.final_time - s) / r) + 2))
+                        starts = s + k * r
+                        starts = starts[starts < min(float(np.max(end)), g.final_time) + r]
+                        times += list(starts)
+                        for w in widths:
+                            times += list(starts + w)
+            elif bp.kind == "ramp":
+                times += [*args[1], *args[2]]
+            elif bp.kind == "Xramp":
+                times += list(args[1])
+            out.update(float(x) for x in times if np.isfinite(x))
+        return sorted(x for x in out if g.initial_time < x < g.final_time)
+
+
+def _labels(sf: Stateful, shape: tuple[int, ...]) -> list[str]:
+    ctx = sf.ctx
+    cells = [""]
+    if ctx.coords:
+        grids = np.meshgrid(*[np.arange(len(c)) for c in ctx.coords], indexing="ij")
+        idx = [g.ravel() for g in grids]
+        cells = [
+            "[" + ",".join(ctx.coords[k][idx[k][m]] for k in range(len(ctx.coords))) + "]"
+            for m in range(idx[0].size)
+        ]
+    if sf.kind == "integ":
+        return [f"{sf.label}{c}" for c in cells]
+    kind = sf.kind.upper()
+    if len(shape) > len(ctx.coords):
+        return [
+            f"{kind}({sf.label}){c}#{stage}" for stage in range(shape[0]) for c in cells
+        ]
+    return [f"{kind}({sf.label}){c}" for c in cells]
+
+
+def _interp_series(s: pd.Series, t: float) -> Any:
+    x = np.asarray(s.index, dtype=float)
+    vals = s.values
+    if len(vals) and isinstance(vals[0], np.ndarray | xr.DataArray | list):
+        y = np.stack([np.asarray(v, dtype=float) for v in vals])
+        out = np.empty(y.shape[1:])
+        flat = y.reshape(len(x), -1)
+        out.reshape(-1)[:] = [np.interp(t, x, flat[:, k]) for k in range(flat.shape[1])]
+        return out
+    return np.interp(t, x, np.asarray(vals, dtype=float))
+
+
+def _const_override(el: Any, value: object) -> np.ndarray:
+    shape = el.shape
+    if isinstance(value, xr.DataArray):
+        missing = [d for d in value.dims if d not in el.dims]
+        if missing:
+            raise ParameterError(
+                f"Override of '{el.py_name}' has dims {missing} that the variable "
+                f"({', '.join(el.dims) or 'scalar'}) does not have."
+            )
+        template = xr.DataArray(
+            np.zeros(shape), dict(zip(el.dims, [list(c) for c in el.coords], strict=True)),
+            list(el.dims),
+        )
+        try:
+            value = value.broadcast_like(template).transpose(*el.dims)
+            arr = np.asarray(value.sel({d: list(c) for d, c in zip(el.dims, el.coords,
+                                                                     strict=True)}).values,
+                             dtype=float)
+        except (KeyError, ValueError) as exc:
+            raise ParameterError(
+                f"Override of '{el.py_name}' does not match its coords: {exc}"
+            ) from exc
+        return arr
+    try:
+        arr = np.asarray(value, dtype=float)
+        return np.broadcast_to(arr, shape).copy()
+    except (TypeError, ValueError) as exc:
+        raise ParameterError(
+            f"Override of '{el.py_name}' must be a number or an array of shape {shape}, "
+            f"got {type(value).__name__}."
+        ) from exc
+
+
+def _lookup_override(el: Any, value: object) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(value, pd.Series):
+        s = value.sort_index()
+        x = np.asarray(s.index, dtype=float)
+        y = np.asarray([np.asarray(v, dtype=float) for v in s.values])
+        y = np.moveaxis(y, 0, -1) if y.ndim > 1 else y
+        return np.broadcast_to(x, (*el.shape, x.size)), np.broadcast_to(y, (*el.shape, x.size))
+    if isinstance(value, int | float | np.number):
+        return (np.zeros((*el.shape, 1)), np.full((*el.shape, 1), float(value)))
+    if isinstance(value, tuple) and len(value) == 2:
+        x = np.asarray(value[0], dtype=float)
+        y = np.asarray(value[1], dtype=float)
+        return np.broadcast_to(x, (*el.shape, x.size)), np.broadcast_to(y, (*el.shape, x.size))
+    raise ParameterError(
+        f"Override of lookup '{el.py_name}' must be a number, a pandas Series indexed by x, "
+        f"or an (x, y) pair; got {type(value).__name__}."
+    )

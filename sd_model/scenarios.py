@@ -1,0 +1,262 @@
+"""Scenario files: a model, its time settings, solver and parameter overrides, in YAML.
+
+```yaml
+name: baseline
+description: All policy levers off.
+model: ../models/example_regions.mdl      # relative to this file
+time: {initial: 2022, final: 2050, saveper: 1, time_step: 0.25}
+solver: {method: RK45, backend: auto, rtol: 1.0e-6, atol: 1.0e-6}
+set:
+  growth rate: 0.02
+  transfer share[North]: 0.1
+```
+
+Files are read with ``yaml.safe_load`` semantics; unknown keys and unknown parameters
+are errors naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+import yaml
+
+from sd_model._errors import ScenarioError
+from sd_model.backends import BACKENDS
+from sd_model.integrate import METHODS
+
+TOP_KEYS = ("name", "description", "model", "time", "solver", "set")
+TIME_KEYS = ("initial", "final", "saveper", "time_step")
+SOLVER_KEYS = ("method", "backend", "rtol", "atol", "max_step")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A runnable scenario: model file, time settings, solver and overrides.
+
+    Parameters
+    ----------
+    model : pathlib.Path
+        The model file.
+    name : str
+        Scenario name (recorded in the results' attrs).
+    description : str
+        Free text.
+    time : mapping
+        Any of ``initial``, ``final``, ``saveper``, ``time_step``.
+    solver : mapping
+        Any of ``method``, ``backend``, ``rtol``, ``atol``, ``max_step``.
+    set : mapping
+        Parameter overrides, as :meth:`sd_model.Model.run` takes them.
+    source : str
+        Where the scenario came from (a file path), for error messages.
+    """
+
+    model: Path
+    name: str = ""
+    description: str = ""
+    time: Mapping[str, float] = field(default_factory=dict)
+    solver: Mapping[str, Any] = field(default_factory=dict)
+    set: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "<scenario>"
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> Scenario:
+        """Read and validate a scenario file.
+
+        Parameters
+        ----------
+        path : path-like
+            The YAML file.
+
+        Returns
+        -------
+        Scenario
+
+        Raises
+        ------
+        ScenarioError
+            Malformed YAML, unknown keys, wrong types or a missing model file; the
+            message names the file, line and key.
+
+        Examples
+        --------
+        >>> sc = Scenario.from_yaml("scenarios/baseline.yaml")  # doctest: +SKIP
+        >>> ds = sc.run()  # doctest: +SKIP
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise ScenarioError(f"Scenario file not found: {p}")
+        text = p.read_text(encoding="utf-8")
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ScenarioError(f"{where}: invalid YAML: {problem}") from exc
+        lines = _key_lines(node)
+        return cls.from_dict(data, base_dir=p.parent, source=str(p), lines=lines)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Any,
+        *,
+        base_dir: str | os.PathLike[str] = ".",
+        source: str = "<scenario>",
+        lines: Mapping[str, int] | None = None,
+    ) -> Scenario:
+        """Validate a scenario given as a mapping (the parsed YAML)."""
+        lines = dict(lines or {})
+
+        def where(key: str) -> str:
+            line = lines.get(key)
+            return f"{source}:{line}" if line else source
+
+        if not isinstance(data, Mapping):
+            raise ScenarioError(f"{source}: a scenario must be a mapping of keys to values.")
+        _check_keys(data, TOP_KEYS, "", where)
+        if "model" not in data:
+            raise ScenarioError(f"{source}: missing key 'model' (path of the model file).")
+        model_value = data["model"]
+        if not isinstance(model_value, str) or not model_value.strip():
+            raise ScenarioError(f"{where('model')}: 'model' must be a path.")
+        model = (Path(base_dir) / model_value).expanduser()
+        if not model.is_file():
+            raise ScenarioError(
+                f"{where('model')}: model file {model_value!r} not found "
+                f"(looked for {model.resolve()}; paths are relative to the scenario file)."
+            )
+        time = _section(data, "time", TIME_KEYS, where)
+        for key, value in time.items():
+            if not _is_number(value):
+                raise ScenarioError(f"{where('time.' + key)}: time.{key} must be a number.")
+        solver = _section(data, "solver", SOLVER_KEYS, where)
+        if "method" in solver and solver["method"] not in METHODS:
+            raise ScenarioError(
+                f"{where('solver.method')}: unknown method {solver['method']!r}; "
+                f"choose one of {', '.join(METHODS)}."
+            )
+        if "backend" in solver and solver["backend"] not in BACKENDS:
+            raise ScenarioError(
+                f"{where('solver.backend')}: unknown backend {solver['backend']!r}; "
+                f"choose one of {', '.join(BACKENDS)}."
+            )
+        for key in ("rtol", "atol", "max_step"):
+            if key in solver and not (_is_number(solver[key]) and solver[key] > 0):
+                raise ScenarioError(f"{where('solver.' + key)}: solver.{key} must be positive.")
+        overrides = data.get("set") or {}
+        if not isinstance(overrides, Mapping):
+            raise ScenarioError(f"{where('set')}: 'set' must be a mapping of parameter -> value.")
+        name = data.get("name") or Path(source).stem
+        description = data.get("description") or ""
+        if not isinstance(name, str) or not isinstance(description, str):
+            raise ScenarioError(f"{source}: 'name' and 'description' must be text.")
+        return cls(
+            model=model.resolve(),
+            name=name,
+            description=description,
+            time={k: float(v) for k, v in time.items()},
+            solver=dict(solver),
+            set=dict(overrides),
+            source=source,
+            lines=lines,
+        )
+
+    def load_model(self) -> Any:
+        """Load the scenario's model (:func:`sd_model.load`)."""
+        from sd_model.model import load
+
+        return load(self.model)
+
+    def run_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :meth:`sd_model.Model.run` (without params)."""
+        kw: dict[str, Any] = {}
+        names = {
+            "initial": "initial_time",
+            "final": "final_time",
+            "saveper": "saveper",
+            "time_step": "time_step",
+        }
+        for key, arg in names.items():
+            if key in self.time:
+                kw[arg] = self.time[key]
+        kw.update(self.solver)
+        return kw
+
+    def run(self, model: Any = None, **kwargs: Any) -> xr.Dataset:
+        """Run the scenario.
+
+        Parameters
+        ----------
+        model : sd_model.Model, optional
+            An already loaded model (default: load ``self.model``).
+        **kwargs
+            Replace the scenario's time or solver settings (``method=``, ``final_time=``,
+            ...); ``params=`` adds overrides on top of the scenario's ``set``.
+
+        Returns
+        -------
+        xarray.Dataset
+        """
+        model = model if model is not None else self.load_model()
+        params = dict(self.set)
+        params.update(kwargs.pop("params", None) or {})
+        run_kw = self.run_kwargs()
+        run_kw.update(kwargs)
+        # Check the file's own overrides first so errors name the scenario file and line.
+        model.normalize_params(dict(self.set), where=f"{self._where('set')} set")
+        ds = model.run(params, scenario=self.name, **run_kw)
+        ds.attrs["scenario_file"] = self.source
+        ds.attrs["scenario_description"] = self.description
+        return ds
+
+    def _where(self, key: str) -> str:
+        line = self.lines.get(key)
+        return f"{self.source}:{line}" if line else self.source
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, where: Any) -> None:
+    for key in data:
+        if key not in allowed:
+            full = f"{prefix}{key}"
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            scope = f"in '{prefix[:-1]}'" if prefix else "at the top level"
+            raise ScenarioError(
+                f"{where(full)}: unknown key {key!r} {scope}.{hint} "
+                f"Allowed: {', '.join(allowed)}."
+            )
+
+
+def _section(data: Mapping[str, Any], name: str, allowed: tuple[str, ...], where: Any) -> dict:
+    value = data.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise ScenarioError(f"{where(name)}: {name!r} must be a mapping.")
+    _check_keys(value, allowed, f"{name}.", where)
+    return dict(value)
+
+
+def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    """Line numbers (1-based) of mapping keys, as ``time.final`` -> line."""
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = f"{prefix}{key_node.value}"
+            out[key] = key_node.start_mark.line + 1
+            if prefix == "" and isinstance(value_node, yaml.MappingNode):
+                out.update(_key_lines(value_node, prefix=f"{key}."))
+    return out
