@@ -19,6 +19,7 @@ from sd_model._errors import (
 from sd_model.integrate import SolverOptions, TimeGrid
 from sd_model.model import Model, load
 from sd_model.results import open_results, to_table, write_results
+from sd_model.scenarios import Scenario
 
 __version__ = "0.1.0"
 
@@ -29,6 +30,7 @@ __all__ = [
     "ParameterError",
     "SDModelError",
     "SDModelWarning",
+    "Scenario",
     "ScenarioError",
     "SolverOptions",
     "TimeGrid",

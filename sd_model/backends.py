@@ -35,7 +35,9 @@ class _Leaf:
         state = obj.state
         if isinstance(state, xr.DataArray):
             self.dims_coords: list[tuple[str, list[Any]]] | None = [
-                (str(d), [str(v) for v in state.coords[d].values]) if d in state.coords else (
+                (str(d), [str(v) for v in state.coords[d].values])
+                if d in state.coords
+                else (
                     str(d),
                     list(range(state.sizes[d])),
                 )
@@ -233,8 +235,9 @@ class PySDSystem:
             if runtime.cache_type.get(name) == "step"
         ]
         if dynamic:
+            listed = ", ".join(n.upper().replace("_", " ") for n in dynamic)
             raise UnsupportedFeatureError(
-                f"The control variable(s) {', '.join(n.upper().replace('_', ' ') for n in dynamic)} "
+                f"The control variable(s) {listed} "
                 "change during the run; sd_model fixes the time grid when the run starts. "
                 "Make them constants (or pass final_time=/time_step=/saveper= to run)."
             )

@@ -73,15 +73,19 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 def _summary(ds: Any) -> str:
-    lines = [f"{ds.attrs.get('model_file', '')}: {ds.sizes['time']} saved times, "
-             f"{float(ds.time[0]):g} to {float(ds.time[-1]):g} {ds.time.attrs.get('units', '')}"]
+    lines = [
+        f"{ds.attrs.get('model_file', '')}: {ds.sizes['time']} saved times, "
+        f"{float(ds.time[0]):g} to {float(ds.time[-1]):g} {ds.time.attrs.get('units', '')}"
+    ]
     lines.append("Stocks at the final time:")
-    for name, da in ds.data_vars.items():
+    for da in ds.data_vars.values():
         if da.attrs.get("sd_kind") != "stock":
             continue
         last = da.isel(time=-1)
         if last.ndim == 0:
-            lines.append(f"  {da.attrs['long_name']}: {float(last):.6g} {da.attrs.get('units', '')}")
+            lines.append(
+                f"  {da.attrs['long_name']}: {float(last):.6g} {da.attrs.get('units', '')}"
+            )
         else:
             lines.append(f"  {da.attrs['long_name']}:")
             flat = last.stack(_e=list(last.dims)) if last.ndim > 1 else last

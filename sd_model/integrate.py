@@ -12,6 +12,7 @@ steps across a kink or jump it cannot see.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -109,13 +110,13 @@ class TimeGrid:
     def save_times(self) -> np.ndarray:
         """Saved times: ``initial_time + k * saveper`` up to ``final_time`` (inclusive)."""
         span = self.final_time - self.initial_time
-        n = int(math.floor(span / self.saveper + _TIME_RPREC))
+        n = math.floor(span / self.saveper + _TIME_RPREC)
         return self.initial_time + self.saveper * np.arange(n + 1)
 
     def n_steps(self) -> int:
         """Number of fixed steps from initial to final time."""
         span = self.final_time - self.initial_time
-        return int(math.floor(span / self.time_step + _TIME_RPREC))
+        return math.floor(span / self.time_step + _TIME_RPREC)
 
 
 class System(Protocol):
@@ -345,9 +346,7 @@ def segment_edges(t0: float, t1: float, breakpoints: Sequence[float]) -> list[fl
     """
     span = t1 - t0
     eps = 1e-9 * max(1.0, abs(span))
-    inner = sorted(
-        {float(b) for b in breakpoints if math.isfinite(b) and t0 + eps < b < t1 - eps}
-    )
+    inner = sorted({float(b) for b in breakpoints if math.isfinite(b) and t0 + eps < b < t1 - eps})
     return [t0, *inner, t1]
 
 
@@ -363,7 +362,7 @@ def _integrate_adaptive(
     nfev = 0
     tol = 1e-9 * max(1.0, abs(grid.final_time - grid.initial_time))
 
-    for a, b in zip(edges[:-1], edges[1:], strict=True):
+    for a, b in itertools.pairwise(edges):
         if b - a <= 0:
             continue
         # Within a segment the right-hand side is smooth; at its end the solver must see
@@ -412,4 +411,3 @@ def _integrate_adaptive(
         nfev=nfev,
         method=options.method,
     )
-

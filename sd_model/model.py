@@ -345,9 +345,7 @@ class Model:
                 )
             return "euler"
         if method not in METHODS:
-            raise SDModelError(
-                f"Unknown method {method!r}; choose one of {', '.join(METHODS)}."
-            )
+            raise SDModelError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
         if declared is not None and declared != "euler" and declared != method:
             warnings.warn(
                 f"{self.path.name} declares integration method {declared!r}; "
@@ -380,6 +378,14 @@ class Model:
         except UnsupportedFeatureError as exc:
             self._compile_error = str(exc)
             raise
+        except Exception as exc:
+            # A compiler defect must not make a model unrunnable: report it, and let
+            # backend="auto" fall back to the reference backend.
+            self._compile_error = (
+                f"the compiler failed on this model ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:300]}); please report it"
+            )
+            raise UnsupportedFeatureError(self._compile_error) from exc
         return self._compiled
 
     def run(
@@ -612,9 +618,7 @@ def _dataarray_to_dict(da: xr.DataArray) -> dict[str, float]:
     return out
 
 
-def _as_array(
-    value: Any, var: VariableInfo, coords: Mapping[str, list[str]]
-) -> np.ndarray:
+def _as_array(value: Any, var: VariableInfo, coords: Mapping[str, list[str]]) -> np.ndarray:
     if isinstance(value, xr.DataArray):
         if tuple(str(d) for d in value.dims) != var.dims:
             value = value.transpose(*[d for d in var.dims if d in value.dims])

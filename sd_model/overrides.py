@@ -99,8 +99,7 @@ class ParameterSpace:
             ]
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ParameterError(
-            f"{where}: unknown parameter {key!r}.{hint} "
-            "(sd-model info MODEL lists the parameters.)"
+            f"{where}: unknown parameter {key!r}.{hint} (sd-model info MODEL lists the parameters.)"
         )
 
     # --- values ------------------------------------------------------------
@@ -252,7 +251,7 @@ class ParameterSpace:
                 f"{label}: dims {list(value.dims)} do not fit {info.name!r}, whose dims are "
                 f"{list(info.dims) or 'none'}."
             )
-        for d in value.dims:
+        for d in map(str, value.dims):
             if d in value.coords:
                 bad = [str(c) for c in value.coords[d].values if str(c) not in self.coords[d]]
                 if bad:
@@ -265,7 +264,7 @@ class ParameterSpace:
         arr = self._full(info, None)
         value = value.astype(float)
         if all(d in value.coords for d in value.dims) and all(
-            value.sizes[d] == len(self.coords[d]) for d in value.dims
+            value.sizes[d] == len(self.coords[str(d)]) for d in value.dims
         ):
             arr[:] = value.broadcast_like(arr).transpose(*info.dims).values
         else:

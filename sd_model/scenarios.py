@@ -214,7 +214,8 @@ class Scenario:
         run_kw = self.run_kwargs()
         run_kw.update(kwargs)
         # Check the file's own overrides first so errors name the scenario file and line.
-        model.normalize_params(dict(self.set), where=f"{self._where('set')} set")
+        for key, value in self.set.items():
+            model.normalize_params({key: value}, where=f"{self._where('set.' + key)} (set)")
         ds = model.run(params, scenario=self.name, **run_kw)
         ds.attrs["scenario_file"] = self.source
         ds.attrs["scenario_description"] = self.description
@@ -237,8 +238,7 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, 
             hint = f" Did you mean {close[0]!r}?" if close else ""
             scope = f"in '{prefix[:-1]}'" if prefix else "at the top level"
             raise ScenarioError(
-                f"{where(full)}: unknown key {key!r} {scope}.{hint} "
-                f"Allowed: {', '.join(allowed)}."
+                f"{where(full)}: unknown key {key!r} {scope}.{hint} Allowed: {', '.join(allowed)}."
             )
 
 

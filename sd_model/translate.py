@@ -104,9 +104,7 @@ _CONTROL_NAMES = frozenset({"initial time", "final time", "time step", "saveper"
 
 def check_not_empty(am: Any, path: Path) -> None:
     """Refuse a translation that silently lost every variable of a non-trivial file."""
-    names = [
-        " ".join(el.name.lower().split()) for sec in am.sections[:1] for el in sec.elements
-    ]
+    names = [" ".join(el.name.lower().split()) for sec in am.sections[:1] for el in sec.elements]
     if any(n not in _CONTROL_NAMES for n in names):
         return
     try:
@@ -120,7 +118,7 @@ def check_not_empty(am: Any, path: Path) -> None:
     if defined > 0:
         hint = (
             " PySD reads XMILE 1.0 files in the OASIS namespace "
-            "(xmlns=\"http://docs.oasis-open.org/xmile/ns/XMILE/v1.0\"); re-save the model "
+            '(xmlns="http://docs.oasis-open.org/xmile/ns/XMILE/v1.0"); re-save the model '
             "from a current Stella or convert it."
             if path.suffix.lower() in XMILE_SUFFIXES
             else ""
@@ -188,9 +186,7 @@ def translate(path: Path, sha256: str, cache_dir: Path | None = None) -> Path:
                 warnings.simplefilter("ignore")
                 built = Path(ModelBuilder(am).build_model())
         except Exception as exc:
-            raise ModelLoadError(
-                f"PySD could not translate {path}: {_one_line(exc)}"
-            ) from exc
+            raise ModelLoadError(f"PySD could not translate {path}: {_one_line(exc)}") from exc
         if not built.exists():  # pragma: no cover - PySD contract
             raise ModelLoadError(f"PySD did not write a translation for {path}.")
         try:
@@ -212,4 +208,6 @@ def load_runtime(py_file: Path) -> Any:
             warnings.simplefilter("ignore")
             return pysd.load(str(py_file), initialize=True)
     except Exception as exc:
-        raise ModelLoadError(f"PySD could not load the translation {py_file}: {_one_line(exc)}") from exc
+        raise ModelLoadError(
+            f"PySD could not load the translation {py_file}: {_one_line(exc)}"
+        ) from exc

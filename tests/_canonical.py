@@ -23,7 +23,10 @@ def find_test_models() -> Path | None:
     env = os.environ.get("SD_MODEL_TEST_MODELS")
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve()
-    candidates += [here.parents[2] / "shared" / "test-models", here.parents[1] / "shared" / "test-models"]
+    candidates += [
+        here.parents[2] / "shared" / "test-models",
+        here.parents[1] / "shared" / "test-models",
+    ]
     for c in candidates:
         if c.is_dir():
             return c

@@ -15,7 +15,7 @@ import warnings
 import pytest
 
 import sd_model
-from tests._canonical import Case, compare, discover_cases, read_canonical, find_test_models
+from tests._canonical import Case, compare, discover_cases, find_test_models, read_canonical
 
 _XMILE_PARSE = "PySD's XMILE translator cannot parse this file"
 _LEGACY_XMILE = "XMILE in the pre-OASIS namespace: PySD reads no variables (we raise)"
