@@ -31,7 +31,17 @@ from sd_model._errors import ScenarioError
 from sd_model.backends import BACKENDS
 from sd_model.integrate import METHODS
 
-TOP_KEYS = ("name", "description", "model", "time", "solver", "set")
+TOP_KEYS = (
+    "name",
+    "description",
+    "model",
+    "time",
+    "solver",
+    "set",
+    "sweep",
+    "outputs",
+    "save_every",
+)
 TIME_KEYS = ("initial", "final", "saveper", "time_step")
 SOLVER_KEYS = ("method", "backend", "rtol", "atol", "max_step")
 
@@ -54,6 +64,13 @@ class Scenario:
         Any of ``method``, ``backend``, ``rtol``, ``atol``, ``max_step``.
     set : mapping
         Parameter overrides, as :meth:`sd_model.Model.run` takes them.
+    sweep : mapping
+        The ``sweep:`` section (``grid:`` and/or ``samples:``), read by the sweep
+        runner; ignored by :meth:`run`.
+    outputs : tuple of str
+        Variables a sweep keeps (default all).
+    save_every : float or None
+        Saving interval of a sweep (default the model's SAVEPER).
     source : str
         Where the scenario came from (a file path), for error messages.
     """
@@ -64,6 +81,9 @@ class Scenario:
     time: Mapping[str, float] = field(default_factory=dict)
     solver: Mapping[str, Any] = field(default_factory=dict)
     set: Mapping[str, Any] = field(default_factory=dict)
+    sweep: Mapping[str, Any] = field(default_factory=dict)
+    outputs: tuple[str, ...] = ()
+    save_every: float | None = None
     source: str = "<scenario>"
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -157,6 +177,17 @@ class Scenario:
         overrides = data.get("set") or {}
         if not isinstance(overrides, Mapping):
             raise ScenarioError(f"{where('set')}: 'set' must be a mapping of parameter -> value.")
+        sweep = data.get("sweep") or {}
+        if not isinstance(sweep, Mapping):
+            raise ScenarioError(f"{where('sweep')}: 'sweep' must be a mapping (grid:, samples:).")
+        outputs = data.get("outputs") or []
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+            raise ScenarioError(f"{where('outputs')}: 'outputs' must be a list of variable names.")
+        save_every = data.get("save_every")
+        if save_every is not None and not (_is_number(save_every) and save_every > 0):
+            raise ScenarioError(f"{where('save_every')}: 'save_every' must be a positive number.")
         name = data.get("name") or Path(source).stem
         description = data.get("description") or ""
         if not isinstance(name, str) or not isinstance(description, str):
@@ -168,6 +199,9 @@ class Scenario:
             time={k: float(v) for k, v in time.items()},
             solver=dict(solver),
             set=dict(overrides),
+            sweep=dict(sweep),
+            outputs=tuple(outputs),
+            save_every=float(save_every) if save_every is not None else None,
             source=source,
             lines=lines,
         )
