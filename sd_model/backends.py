@@ -27,7 +27,7 @@ BACKENDS: tuple[str, ...] = ("auto", "compiled", "pysd")
 class _Leaf:
     """One dynamic stateful object of PySD's runtime, flattened into ``y``."""
 
-    __slots__ = ("dims_coords", "discrete", "label", "obj", "shape", "size", "start")
+    __slots__ = ("delay_n", "dims_coords", "discrete", "label", "obj", "shape", "size", "start")
 
     def __init__(self, obj: Any, label: str, start: int) -> None:
         self.obj = obj
@@ -46,11 +46,25 @@ class _Leaf:
         else:
             self.dims_coords = None
         arr = np.asarray(_values(state), dtype=float)
-        self.shape = arr.shape
-        self.size = int(arr.size)
+        info = getattr(obj, "shape_info", None)
+        if info and "dims" in info and "coords" in info:
+            # The declared shape wins: PySD may hold a scalar state that its setter
+            # broadcasts to these dims on the first update.
+            self.shape = tuple(len(info["coords"][d]) for d in info["dims"])
+            self.dims_coords = [
+                (str(d), [str(v) for v in np.asarray(info["coords"][d]).ravel()])
+                for d in info["dims"]
+            ]
+        else:
+            self.shape = arr.shape
+        self.size = int(np.prod(self.shape, dtype=int))
         self.start = start
         # DELAY FIXED and SAMPLE IF TRUE return NaN from ddt(): they update per step.
         self.discrete = type(obj).__name__ in {"DelayFixed", "SampleIfTrue"}
+        # PySD's DELAY N remembers the delay time of each stage per time step; that
+        # memory shifts on every ddt() call, so adaptive methods use the current delay
+        # time in all stages (the continuous-time chain of first-order delays).
+        self.delay_n = type(obj).__name__ == "DelayN"
 
     def labels(self) -> list[str]:
         if self.size == 1 and not self.dims_coords:
@@ -170,7 +184,12 @@ class _BreakpointRecorder:
 
 
 def _continuous_step(time: Any, value: Any, tstep: Any) -> Any:
-    return value * (time() >= tstep)
+    on = time() >= tstep
+    if np.ndim(on) == 0:
+        # Keep Python types as PySD does (an int order in SMOOTH N must stay an int;
+        # DataArrays built from NumPy 0-d values do not broadcast).
+        return value if on else value * 0
+    return value * on
 
 
 def _continuous_pulse(
@@ -209,6 +228,7 @@ class PySDSystem:
         continuous: bool = False,
     ) -> None:
         self._m = runtime
+        self._continuous = continuous
         self._capture = list(capture)
         recorder = _BreakpointRecorder(runtime.components._components, continuous=continuous)
         recorder.set_final_time(grid.final_time)
@@ -333,7 +353,7 @@ class PySDSystem:
         if synced is not None and synced[0] == t and np.array_equal(synced[1], y):
             return
         m = self._m
-        m.time.update(t)
+        m.time.update(float(t))  # SciPy passes NumPy scalars; PySD expects floats
         for leaf in self._leaves:
             if leaf.discrete:
                 continue
@@ -341,6 +361,13 @@ class PySDSystem:
             value: Any = block.reshape(leaf.shape) if leaf.shape else float(block[0])
             leaf.obj.update(value)
         m.clean_caches()
+        if self._continuous:
+            for leaf in self._leaves:
+                if leaf.delay_n:
+                    times = leaf.obj.times
+                    if not isinstance(times, xr.DataArray):
+                        times = np.asarray(times, dtype=float)
+                    leaf.obj.times = times * 0 + leaf.obj.delay_time_func()
         self._synced = (t, np.array(y, copy=True))
 
     def _evaluate(self) -> dict[str, Any]:

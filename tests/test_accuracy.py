@@ -93,3 +93,46 @@ def test_euler_matches_the_explicit_recurrence(decay: sd_model.Model) -> None:
     t = ds["time"].values
     expected = (1 - 0.5 * 0.125) ** (t / 0.125)
     np.testing.assert_allclose(ds["x"].values, expected, rtol=1e-12)
+
+
+# (model, refinement of the Euler reference step, tolerance as a fraction of each
+# column's scale: Euler's error is O(dt), so coarser references get looser tolerances;
+# saved times where an input steps: there an output jumps, and Euler's output lags the
+# jump by a step while the continuous solution jumps at the instant)
+STATEFUL_MODELS = [
+    ("tests/smooth/test_smooth.mdl", 64, 5e-3, ()),
+    ("tests/delays/test_delays.mdl", 16, 2e-2, (5.0, 10.0, 15.0)),
+    ("tests/subscripted_smooth/test_subscripted_smooth.mdl", 8, 2e-2, ()),
+    ("tests/subscripted_delays/test_subscripted_delays.mdl", 8, 2e-2, ()),
+    ("samples/SIR/SIR.mdl", 16, 5e-3, ()),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("relpath", "refine", "tol", "jumps"), STATEFUL_MODELS)
+def test_stateful_elements_under_adaptive_methods(
+    corpus: Path, relpath: str, refine: int, tol: float, jumps: tuple[float, ...]
+) -> None:
+    # SMOOTH/DELAY hide stocks; RK45 must integrate them as ODEs. The reference is
+    # Euler at a much finer step (an independent method), not our own solver.
+    model = sd_model.load(corpus / relpath)
+    fine = model.control["time_step"] / refine
+    saveper = model.control["saveper"]
+    ref = model.run(method="euler", backend="pysd", time_step=fine, saveper=saveper)
+    ds = model.run(method="RK45", backend="pysd", rtol=1e-8, atol=1e-8)
+    keep = ~np.isin(ds["time"].values, jumps)
+    compared = 0
+    for name, da in ds.data_vars.items():
+        if da.attrs.get("sd_kind") in (None, "constant") or "time" not in da.dims:
+            continue
+        a, b = da.values[keep], ref[name].values[keep]
+        scale = max(float(np.nanmax(np.abs(b))), 1e-9)
+        assert np.nanmax(np.abs(a - b)) <= tol * scale, name
+        compared += 1
+    assert compared > 0
+
+
+def test_delay_fixed_models_refuse_adaptive_methods(corpus: Path) -> None:
+    model = sd_model.load(corpus / "tests" / "forecast" / "test_forecast.mdl")
+    with pytest.raises(sd_model.UnsupportedFeatureError, match="R Delayed.*method='euler'"):
+        model.run(method="RK45", backend="pysd")
