@@ -1,0 +1,434 @@
+"""Calibrate the Kazakhstan regional model on 2010-2018 and report the hindcast fit.
+
+Usage (from the repository root)::
+
+    python models/calibrate_kazakhstan.py            # calibrate, rebuild both .mdl, report fit
+    python models/calibrate_kazakhstan.py --report   # only report the fit of the current files
+
+Calibration runs the generated ``kazakhstan_regions_hindcast.mdl`` itself through PySD (no
+re-implementation), starting from 2010 statistics. Only trend parameters are fitted, each by a
+damped fixed-point step on the log-ratio of data to simulation over the calibration window
+2010-2018 (slope through the origin of ``ln(data/sim)`` against ``t - 2010``):
+
+* ``external migration rate[Region]``: population (international migration and residual);
+* ``TFP growth rate[Region]`` (= ``resource rent growth rate[Region]``): real GRP;
+* ``labour force participation trend[Region]``: employment;
+* ``capital deepening rate`` (national): the national unemployment-rate trend;
+* ``emission intensity decline rate[Region]``: emissions;
+* ``investment allocation elasticity`` theta_I (national): regional investment shares 2011-2018,
+  by ``scipy.optimize.minimize_scalar`` (each evaluation re-renders the hindcast, because the
+  base-year location factors depend on theta_I).
+
+Levels are not fitted: every base-year level is reproduced by construction (build_model.py).
+The window 2019-2022 is out of sample. The fit report (MAPE, RMSPE, Theil's U1 and the
+Sterman (1984) decomposition U^M, U^S, U^C per series and region) goes to
+``models/data/hindcast_fit.csv`` and ``models/hindcast_fit.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import build_model as bm  # noqa: E402
+
+from sd_model import metrics  # noqa: E402
+
+CAL_YEARS = list(range(2010, 2019))
+TEST_YEARS = list(range(2019, 2023))
+SERIES = {
+    "population": "Population",
+    "employment": "Employment",
+    "grp_real": "GRP",
+    "emissions": "Emissions",
+}
+OUTPUTS = [*SERIES.values(), "Unemployment Rate", "Net Migration", "Labour Force"]
+
+
+def load_pysd(mdl: Path):
+    """Translate a copy of ``mdl`` in a temporary folder (never writes next to models/)."""
+    import pysd
+
+    tmp = Path(tempfile.mkdtemp(prefix="kz_calib_"))
+    shutil.copy(mdl, tmp / mdl.name)
+    return pysd.read_vensim(str(tmp / mdl.name))
+
+
+def _vec(values: np.ndarray) -> xr.DataArray:
+    return xr.DataArray(np.asarray(values, float), {"Region": bm.NAMES}, ["Region"])
+
+
+def simulate(model, params: dict) -> dict[str, pd.DataFrame]:
+    """Run the hindcast and return {model variable: DataFrame(year x region code)}."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.run(params=params, return_columns=OUTPUTS)
+    res = {}
+    for var in OUTPUTS:
+        cols = [f"{var}[{n}]" for n in bm.NAMES]
+        df = out[cols].copy()
+        df.columns = bm.CODES
+        df.index = df.index.astype(int)
+        res[var] = df
+    return res
+
+
+def observed() -> dict[str, pd.DataFrame]:
+    """Harmonised data as {series: DataFrame(year x region code)}."""
+    return {
+        k: bm.series(k).T.reindex(bm.YEARS) for k in [*SERIES, "unemployment_rate", "migration_net"]
+    }
+
+
+def _slope(ratio: pd.DataFrame, years: list[int], base: int = 2010) -> np.ndarray:
+    """Least-squares slope through the origin of ln(ratio) on (t - base), NaN-aware."""
+    r = np.log(ratio.loc[[y for y in years if y in ratio.index]])
+    t = np.asarray(r.index, float)[:, None] - base
+    mask = r.notna().to_numpy()
+    num = np.where(mask, r.to_numpy() * t, 0.0).sum(axis=0)
+    den = np.where(mask, t**2, 0.0).sum(axis=0)
+    return num / den
+
+
+def _hindcast_model(theta: float, trends: dict):
+    """Render the hindcast with allocation elasticity ``theta`` into a temp dir and load it."""
+    b = bm.base_inputs(2010)
+    b.investment_elasticity = theta
+    b.capital_deepening_rate = trends["capital deepening rate"]
+    tmp = Path(tempfile.mkdtemp(prefix="kz_calib_")) / "hindcast.mdl"
+    tmp.write_text(bm.render_model(b), encoding="utf-8")
+    import pysd
+
+    return pysd.read_vensim(str(tmp))
+
+
+def _params(p: dict) -> dict:
+    return {
+        "external migration rate": _vec(p["external migration rate"]),
+        "TFP growth rate": _vec(p["TFP growth rate"]),
+        "resource rent growth rate": _vec(p["TFP growth rate"]),
+        "labour force participation trend": _vec(p["labour force participation trend"]),
+        "capital deepening rate": p["capital deepening rate"],
+        "emission intensity decline rate": _vec(p["emission intensity decline rate"]),
+    }
+
+
+def _fit_trends(model, p: dict, obs: dict, n_iter: int, damping: float) -> dict:
+    """Damped fixed-point iterations on the trend parameters (see module docstring)."""
+    eta = bm.prior("employment elasticity")
+    for it in range(n_iter):
+        sim = simulate(model, _params(p))
+        s_pop = _slope(obs["population"] / sim["Population"], CAL_YEARS)
+        s_grp = _slope(obs["grp_real"] / sim["GRP"], CAL_YEARS)
+        s_emp = _slope(obs["employment"] / sim["Employment"], CAL_YEARS)
+        s_em = _slope(obs["emissions"] / sim["Emissions"], CAL_YEARS)
+        lf = sim["Labour Force"].loc[CAL_YEARS]
+        u_sim = 1 - sim["Employment"].loc[CAL_YEARS].sum(axis=1) / lf.sum(axis=1)
+        u_obs = (obs["unemployment_rate"].loc[CAL_YEARS] * lf).sum(axis=1, min_count=20) / lf.sum(
+            axis=1
+        )
+        gap = (u_sim - u_obs).dropna()
+        t = np.asarray(gap.index, float) - 2010
+        s_u = float((gap.to_numpy() * t).sum() / (t**2).sum())
+        p["external migration rate"] = p["external migration rate"] + damping * s_pop
+        p["TFP growth rate"] = p["TFP growth rate"] + damping * s_grp
+        p["labour force participation trend"] = p[
+            "labour force participation trend"
+        ] + damping * s_emp / (1 - eta)
+        p["capital deepening rate"] -= damping * s_u / (eta * 0.95)
+        p["emission intensity decline rate"] = p["emission intensity decline rate"] - damping * s_em
+        print(
+            f"  iteration {it}: max |slope| population {np.abs(s_pop).max():.1e}, GRP "
+            f"{np.abs(s_grp).max():.1e}, employment {np.abs(s_emp).max():.1e}, emissions "
+            f"{np.abs(s_em).max():.1e}, unemployment {s_u:.1e}"
+        )
+    return p
+
+
+def _investment_share_error(theta: float, p: dict, obs_share: pd.DataFrame) -> float:
+    """Sum of squared log errors of simulated vs observed investment shares, 2011-2018."""
+    model = _hindcast_model(theta, p)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = model.run(params=_params(p), return_columns=["Investment Share"])
+    sim = out[[f"Investment Share[{n}]" for n in bm.NAMES]]
+    sim.columns = bm.CODES
+    sim.index = sim.index.astype(int)
+    years = list(range(2011, 2019))
+    err = float((np.log(sim.loc[years] / obs_share.loc[years]) ** 2).to_numpy().sum())
+    print(f"  theta_I = {theta:.3f}: investment-share SSE {err:.3f}")
+    return err
+
+
+def calibrate(n_iter: int = 8, damping: float = 0.8) -> pd.DataFrame:
+    """Fit the trend parameters and theta_I on 2010-2018; save the table and rebuild."""
+    from scipy.optimize import minimize_scalar
+
+    obs = observed()
+    share = np.array([bm.RESOURCE_SHARES.get(c, 0.0) for c in bm.CODES])
+    inv = bm.series("investment_real").T.reindex(bm.YEARS) * (1 - share)
+    obs_share = inv.div(inv.sum(axis=1), axis=0)
+    p = {
+        "external migration rate": np.zeros(20),
+        "TFP growth rate": np.full(20, bm.prior("TFP growth prior")),
+        "labour force participation trend": np.zeros(20),
+        "capital deepening rate": 0.02,
+        "emission intensity decline rate": np.full(20, bm.prior("emission intensity decline rate")),
+    }
+    theta = bm.prior("investment allocation elasticity")
+    print(f"trend fit at the prior theta_I = {theta}")
+    p = _fit_trends(_hindcast_model(theta, p), p, obs, n_iter, damping)
+    res = minimize_scalar(
+        _investment_share_error,
+        bounds=(0.0, 4.0),
+        method="bounded",
+        args=(p, obs_share),
+        options={"xatol": 0.05},
+    )
+    theta = float(res.x)
+    print(f"trend fit at the calibrated theta_I = {theta:.3f}")
+    p = _fit_trends(_hindcast_model(theta, p), p, obs, n_iter, damping)
+
+    em2010 = obs["emissions"].bfill().loc[2010].to_numpy()
+    national_em = float((p["emission intensity decline rate"] * em2010).sum() / em2010.sum())
+    rows = []
+    src = "calibrate_kazakhstan.py: fixed-point fit on 2010-2018 (hindcast .mdl run in PySD)"
+    regional = (
+        "external migration rate",
+        "TFP growth rate",
+        "labour force participation trend",
+        "emission intensity decline rate",
+    )
+    for name in regional:
+        for n, c, v in zip(bm.NAMES, bm.CODES, p[name], strict=True):
+            rows.append(
+                {
+                    "parameter": name,
+                    "region": n,
+                    "region_code": c,
+                    "value": v,
+                    "unit": "1/Year",
+                    "source": src,
+                }
+            )
+    for n, c, v in zip(bm.NAMES, bm.CODES, p["TFP growth rate"], strict=True):
+        rows.append(
+            {
+                "parameter": "resource rent growth rate",
+                "region": n,
+                "region_code": c,
+                "value": v,
+                "unit": "1/Year",
+                "source": src + " (= TFP growth rate)",
+            }
+        )
+    scalars = {
+        "capital deepening rate": (p["capital deepening rate"], "1/Year", src),
+        "investment allocation elasticity": (
+            theta,
+            "Dmnl",
+            "calibrate_kazakhstan.py: scipy minimize_scalar on 2011-2018 "
+            "regional non-resource investment shares (log SSE)",
+        ),
+        "national emission decline rate": (
+            national_em,
+            "1/Year",
+            "2010-emissions-weighted mean of the regional rates "
+            "(used for every region in the forecast)",
+        ),
+    }
+    for name, (v, unit, source) in scalars.items():
+        rows.append(
+            {
+                "parameter": name,
+                "region": None,
+                "region_code": None,
+                "value": v,
+                "unit": unit,
+                "source": source,
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.to_csv(bm.DATA / "calibrated_parameters.csv", index=False)
+    bm.build()
+    return table
+
+
+def fit_report() -> pd.DataFrame:
+    """Fit statistics of the current hindcast .mdl per series, region and window."""
+    model = load_pysd(HERE / "kazakhstan_regions_hindcast.mdl")
+    sim = simulate(model, {})
+    obs = observed()
+    rows = []
+    for key, var in SERIES.items():
+        windows = [("calibration 2010-2018", CAL_YEARS), ("test 2019-2022", TEST_YEARS)]
+        if key == "population":
+            # The 2021 census re-based BNS's 2022 population (national +3.3% in one year).
+            windows.append(("test 2019-2021 (before census re-basing)", TEST_YEARS[:-1]))
+        for window, years in windows:
+            a = obs[key].reindex(years)
+            s = sim[var].reindex(years)
+            mp = metrics.mape(s.to_numpy(), a.to_numpy(), axis=0)
+            rm = metrics.rmspe(s.to_numpy(), a.to_numpy(), axis=0)
+            u1 = metrics.theil_u1(s.to_numpy(), a.to_numpy(), axis=0)
+            dec = metrics.theil_u_decomposition(s.to_numpy(), a.to_numpy(), axis=0)
+            for i, (n, c) in enumerate(bm.REGIONS):
+                rows.append(
+                    {
+                        "series": key,
+                        "window": window,
+                        "region": n,
+                        "region_code": c,
+                        "mape_pct": mp[i],
+                        "rmspe_pct": rm[i],
+                        "theil_u1": u1[i],
+                        "mse": dec["mse"][i],
+                        "um": dec["um"][i],
+                        "us": dec["us"][i],
+                        "uc": dec["uc"][i],
+                    }
+                )
+            tot_s, tot_a = s.sum(axis=1).to_numpy(), a.sum(axis=1).to_numpy()
+            if key != "employment" or a.notna().all(axis=1).any():
+                ok = a.notna().all(axis=1).to_numpy()
+                d = metrics.theil_u_decomposition(tot_s[ok], tot_a[ok])
+                rows.append(
+                    {
+                        "series": key,
+                        "window": window,
+                        "region": "Kazakhstan (sum)",
+                        "region_code": "KZ",
+                        "mape_pct": metrics.mape(tot_s[ok], tot_a[ok]),
+                        "rmspe_pct": metrics.rmspe(tot_s[ok], tot_a[ok]),
+                        "theil_u1": metrics.theil_u1(tot_s[ok], tot_a[ok]),
+                        "mse": d["mse"],
+                        "um": d["um"],
+                        "us": d["us"],
+                        "uc": d["uc"],
+                    }
+                )
+    fit = pd.DataFrame(rows)
+    fit["source"] = (
+        "calibrate_kazakhstan.py: kazakhstan_regions_hindcast.mdl (PySD, Euler dt 0.25) vs "
+        "harmonised_series.csv; MAPE/RMSPE in %, MSE in the series' units squared"
+    )
+    for col in ("mape_pct", "rmspe_pct", "theil_u1", "mse", "um", "us", "uc"):
+        fit[col] = fit[col].astype(float)
+    fit.to_csv(bm.DATA / "hindcast_fit.csv", index=False, float_format="%.6g")
+
+    sim_nm = sim["Net Migration"].loc[2022]
+    obs_nm = obs["migration_net"].loc[2022]
+    signs = pd.DataFrame(
+        {"region": bm.NAMES, "observed": obs_nm.to_numpy(), "simulated": sim_nm.to_numpy()}
+    )
+    signs["sign_right"] = np.sign(signs.observed) == np.sign(signs.simulated)
+    _write_markdown(fit, signs)
+    return fit
+
+
+def _write_markdown(fit: pd.DataFrame, signs: pd.DataFrame) -> None:
+    lines = ["# Hindcast fit (generated by models/calibrate_kazakhstan.py)", ""]
+    lines.append(
+        "Summary: median and worst regional MAPE (%) per series and window, and the national total."
+    )
+    lines.append("")
+    lines.append(
+        "| series | window | median MAPE | worst MAPE (region) | national MAPE | "
+        "national U^M / U^S / U^C |"
+    )
+    lines.append("|---|---|---|---|---|---|")
+    for (series, window), g in fit.groupby(["series", "window"], sort=False):
+        reg = g[g.region_code != "KZ"]
+        nat = g[g.region_code == "KZ"].iloc[0]
+        worst = reg.loc[reg.mape_pct.idxmax()]
+        lines.append(
+            f"| {series} | {window} | {reg.mape_pct.median():.2f} | {worst.mape_pct:.2f} "
+            f"({worst.region}) | {nat.mape_pct:.2f} | {nat.um:.2f} / {nat.us:.2f} / "
+            f"{nat.uc:.2f} |"
+        )
+    lines += ["", "## Per region (test window 2019-2022: MAPE % and U^M / U^S / U^C)", ""]
+    header = "| region | " + " | ".join(SERIES) + " |"
+    lines += [header, "|---" * (len(SERIES) + 1) + "|"]
+    test = fit[fit.window == "test 2019-2022"]
+    for n in [*bm.NAMES, "Kazakhstan (sum)"]:
+        cells = []
+        for key in SERIES:
+            r = test[(test.series == key) & (test.region == n)].iloc[0]
+            cells.append(f"{r.mape_pct:.1f} ({r.um:.2f}/{r.us:.2f}/{r.uc:.2f})")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "## Per region (calibration window 2010-2018: MAPE %)", ""]
+    lines += [header, "|---" * (len(SERIES) + 1) + "|"]
+    cal = fit[fit.window.str.startswith("calibration")]
+    for n in [*bm.NAMES, "Kazakhstan (sum)"]:
+        cells = [
+            f"{cal[(cal.series == k) & (cal.region == n)].iloc[0].mape_pct:.1f}" for k in SERIES
+        ]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    n_right = int(signs.sign_right.sum())
+    lines += [
+        "",
+        f"## Sign of 2022 net inter-regional migration: right in {n_right} of 20 regions",
+        "",
+        "| region | observed | simulated | sign right |",
+        "|---|---|---|---|",
+    ]
+    for r in signs.itertuples():
+        lines.append(
+            f"| {r.region} | {r.observed:,.0f} | {r.simulated:,.0f} | "
+            f"{'yes' if r.sign_right else 'no'} |"
+        )
+    (HERE / "hindcast_fit.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    body = "\n".join(lines[2:]).replace("\n## ", "\n#### ") + "\n"
+    bm.update_readme("HINDCAST", body)
+    bm.update_readme("CALIBRATION", calibration_table())
+
+
+def calibration_table() -> str:
+    """Markdown table of models/data/calibrated_parameters.csv."""
+    cal = pd.read_csv(bm.DATA / "calibrated_parameters.csv")
+    reg = cal[cal.region_code.notna()].pivot_table(
+        index="region", columns="parameter", values="value", sort=False
+    )
+    cols = [
+        "TFP growth rate",
+        "external migration rate",
+        "labour force participation trend",
+        "emission intensity decline rate",
+    ]
+    lines = ["| region | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name in bm.NAMES:
+        lines.append(f"| {name} | " + " | ".join(f"{reg.loc[name, c]:+.4f}" for c in cols) + " |")
+    lines += ["", "| national parameter | value | unit | source |", "|---|---|---|---|"]
+    for r in cal[cal.region_code.isna()].itertuples():
+        lines.append(f"| {r.parameter} | {r.value:.4g} | {r.unit} | {r.source} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--report", action="store_true", help="only report the current fit")
+    parser.add_argument("--iterations", type=int, default=8)
+    args = parser.parse_args()
+    if not args.report:
+        calibrate(args.iterations)
+    fit = fit_report()
+    regional = fit[fit.region_code != "KZ"]
+    summary = regional.groupby(["series", "window"], sort=False).mape_pct.median()
+    print("median regional MAPE (%):")
+    print(summary.to_string())
+    print(f"wrote {HERE / 'hindcast_fit.md'}")
+
+
+if __name__ == "__main__":
+    main()

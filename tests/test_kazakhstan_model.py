@@ -1,0 +1,434 @@
+"""Validation of the Kazakhstan regional model (issue #4; design notes section 6).
+
+Truths come from outside the model code: the BNS source CSVs in models/data, conservation
+laws, closed-form solutions of the extreme-condition runs (exp(-delta t), half-lives), and
+the policy directions the issue fixes. Most runs use the compiled backend (sub-second); the
+PySD runtime and the hindcast are in the slow tests.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sd_model
+from sd_model import metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+DATA = MODELS / "data"
+FORECAST = MODELS / "kazakhstan_regions.mdl"
+HINDCAST = MODELS / "kazakhstan_regions_hindcast.mdl"
+
+REGIONS = [
+    "Astana", "Almaty city", "Shymkent", "Abai", "Akmola", "Aktobe", "Almaty region", "Atyrau",
+    "West Kazakhstan", "Jambyl", "Jetisu", "Karaganda", "Kostanay", "Kyzylorda", "Mangystau",
+    "Pavlodar", "North Kazakhstan", "Turkistan", "Ulytau", "East Kazakhstan",
+]  # fmt: skip
+CODES = [
+    "AST", "ALA", "SHM", "ABY", "AKM", "AKT", "ALM", "ATY", "ZKO", "ZHM", "ZHT", "KRG", "KST",
+    "KZL", "MNG", "PVL", "SKO", "TRK", "ULT", "VKO",
+]  # fmt: skip
+LEVERS = [
+    "equalization transfer intensity",
+    "special subsidy pool",
+    "preferential loan rate discount",
+    "investment incentive rate",
+    "new industrial sites programme",
+    "transport programme",
+    "abatement investment",
+    "clean technology rate",
+]
+STOCKS = [
+    "population",
+    "capital",
+    "employment",
+    "environmental_load",
+    "public_infrastructure",
+    "abatement_capital",
+    "emission_intensity",
+]
+EVERYTHING_ON = {
+    "equalization transfer intensity": 1.0,
+    "special subsidy pool": 3000.0,
+    "preferential loan rate discount": 0.05,
+    "investment incentive rate": 0.3,
+    "new industrial sites programme": 200.0,
+    "transport programme": 3000.0,
+    "abatement investment": 100.0,
+    "clean technology rate": 0.05,
+}
+
+
+def _build_module():
+    spec = importlib.util.spec_from_file_location("build_model", MODELS / "build_model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["build_model"] = module  # dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def model() -> sd_model.Model:
+    return sd_model.load(FORECAST)
+
+
+def run(model: sd_model.Model, params: dict | None = None, **kw):
+    opts = {"method": "RK45", "backend": "compiled", "rtol": 1e-8, "atol": 1e-8}
+    opts.update(kw)
+    return model.run(params or {}, **opts)
+
+
+@pytest.fixture(scope="module")
+def baseline(model):
+    return run(model)
+
+
+def _source(name: str) -> pd.DataFrame:
+    df = pd.read_csv(DATA / name)
+    assert df["source"].notna().all(), f"{name}: every row needs a source"
+    return df
+
+
+def _regional(name: str, year: int, unit_contains: str | None = None) -> np.ndarray:
+    df = _source(name)
+    df = df[df.year.astype(str) == str(year)]
+    if unit_contains:
+        df = df[df.unit.str.contains(unit_contains)]
+    if "source" in df and name.startswith("emissions"):
+        df = df[df.source.str.startswith("open-data")]
+    return df.set_index("region_code").loc[CODES, "value"].to_numpy(float)
+
+
+# --------------------------------------------------------------------------- names and data
+def test_region_range_and_required_names(model, baseline):
+    assert model.coords["Region"] == REGIONS
+    for var in (
+        "population", "capital", "employment", "environmental_load", "grp", "grp_per_capita",
+        "income_per_capita", "unemployment_rate", "net_migration", "emissions",
+    ):  # fmt: skip
+        assert baseline[var].dims == ("time", "Region"), var
+    for var in (
+        "total_population",
+        "gdp",
+        "national_unemployment_rate",
+        "williamson_index",
+        "theil_index",
+    ):
+        assert baseline[var].dims == ("time",), var
+    assert baseline.time.values[0] == 2022 and baseline.time.values[-1] == 2050
+    params = model.parameters
+    for lever in [*LEVERS, "policy start year"]:
+        assert lever in params.index, lever
+    for lever in LEVERS:
+        default = params.loc[lever, "default"]
+        values = default.values() if isinstance(default, dict) else [default]
+        assert all(v == 0 for v in values), f"{lever} must be off in the baseline"
+        assert isinstance(params.loc[lever, "units"], str) and params.loc[lever, "units"]
+
+
+def test_every_data_file_has_units_and_sources():
+    for path in DATA.glob("*.csv"):
+        df = pd.read_csv(path)
+        assert "source" in df.columns, path.name
+        assert df["source"].notna().all(), path.name
+        if "value" in df.columns and path.name != "hindcast_fit.csv":
+            assert "unit" in df.columns and df["unit"].notna().all(), path.name
+
+
+def test_initial_values_are_the_2022_statistics(baseline):
+    start = baseline.sel(time=2022)
+    pop = _regional("population_avg_annual.csv", 2022)
+    np.testing.assert_allclose(start.population.values, pop, rtol=1e-12)
+    grp = _regional("grp_nominal.csv", 2022) / 1000.0  # million -> bn KZT, 2022 prices
+    np.testing.assert_allclose(start.grp.values, grp, rtol=1e-8)
+    emp = _regional("employment.csv", 2022) * 1000.0
+    np.testing.assert_allclose(start.employment.values, emp, rtol=1e-8)
+    em = _regional("emissions_stationary_sources.csv", 2022) * 1000.0
+    np.testing.assert_allclose(start.emissions.values, em, rtol=1e-8)
+    u = _regional("unemployment_rate.csv", 2022) / 100.0
+    np.testing.assert_allclose(start.unemployment_rate.values, u, rtol=1e-8)
+    net = _regional("internal_migration.csv", 2022, "net")
+    np.testing.assert_allclose(start.net_migration.values, net, rtol=1e-7, atol=1e-4)
+
+
+def test_generated_files_are_up_to_date():
+    bm = _build_module()
+    for base, path in ((2022, FORECAST), (2010, HINDCAST)):
+        text = bm.render_model(bm.load_calibration(bm.base_inputs(base)))
+        assert text == path.read_text(encoding="utf-8"), f"run models/build_model.py ({path.name})"
+
+
+# --------------------------------------------------------------------------- conservation
+@pytest.mark.parametrize("params", [{}, EVERYTHING_ON], ids=["baseline", "all-levers"])
+def test_conservation_and_national_totals(model, baseline, params):
+    ds = baseline if not params else run(model, params)
+    gross = ds.gross_internal_migration.values
+    assert np.all(np.abs(ds.net_migration.sum("Region").values) < 1e-8 * gross)
+    assert np.all(np.abs(ds.net_migration_sum.values) < 1e-8 * gross)
+    np.testing.assert_allclose(ds.in_migration.sum("Region"), ds.out_migration.sum("Region"))
+    np.testing.assert_allclose(ds.total_population, ds.population.sum("Region"), rtol=1e-12)
+    np.testing.assert_allclose(ds.gdp, ds.grp.sum("Region"), rtol=1e-12)
+    nat_u = 1 - ds.employment.sum("Region") / ds.labour_force.sum("Region")
+    np.testing.assert_allclose(ds.national_unemployment_rate, nat_u, rtol=1e-10)
+    # The model's disparity indices agree with sd_model.metrics (design notes section 5).
+    w = metrics.williamson_index(ds.income_per_capita, ds.population, dim="Region")
+    np.testing.assert_allclose(ds.williamson_index, w, rtol=1e-9)
+    t = metrics.theil_index(ds.income_per_capita, ds.population, dim="Region")
+    np.testing.assert_allclose(ds.theil_index, t, rtol=1e-9)
+
+
+def test_budget_closes(model):
+    ds = run(model, EVERYTHING_ON, saveper=0.25)
+    sub, wdr = ds.subvention.sum("Region"), ds.budget_withdrawal.sum("Region")
+    # Equalisation is self-financing: need and own revenue have the same national total.
+    np.testing.assert_allclose(sub, wdr, rtol=1e-9, atol=1e-9)
+    ramp = ds.policy_ramp
+    programmes = (
+        ds.special_subsidy.sum("Region")
+        + EVERYTHING_ON["transport programme"] * ramp
+        + 20 * EVERYTHING_ON["abatement investment"] * ramp
+        + ds.industrial_site_investment.sum("Region")
+        + ds.loan_interest_subsidy.sum("Region")
+        + ds.investment_incentive_subsidy.sum("Region")
+    )
+    balance = ds.national_revenue + wdr - sub - ds.base_national_spending - programmes
+    np.testing.assert_allclose(ds.national_budget_balance, balance, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(
+        ds.special_subsidy.sum("Region"), EVERYTHING_ON["special subsidy pool"] * ramp, rtol=1e-9
+    )
+    local = ds.own_revenue + ds.subvention - ds.budget_withdrawal + ds.special_subsidy
+    np.testing.assert_allclose(ds.local_budget_spending, local, rtol=1e-12)
+    # The National Fund integrates the balance (trapezoid rule on a quarterly grid).
+    t = ds.time.values
+    b = balance.values
+    nf = np.concatenate([[0.0], np.cumsum(np.diff(t) * 0.5 * (b[1:] + b[:-1]))])
+    scale = float(np.abs(ds.national_fund).max())
+    np.testing.assert_allclose(ds.national_fund, nf, atol=1e-3 * scale)
+    assert float(ds.national_fund[-1]) < 0  # the levers cost money
+
+
+@pytest.mark.parametrize("params", [{}, EVERYTHING_ON], ids=["baseline", "all-levers"])
+def test_stocks_stay_non_negative(model, baseline, params):
+    ds = baseline if not params else run(model, params)
+    for stock in STOCKS:
+        # Solver noise of order rtol x scale is allowed around zero-valued stocks.
+        assert float(ds[stock].min()) >= -1e-6 * max(1.0, float(ds[stock].max())), stock
+    assert float(ds.unemployment_rate.min()) > 0
+    assert float(ds.unemployment_rate.max()) < 0.5
+    for var in ds.data_vars:
+        if np.issubdtype(ds[var].dtype, np.floating):
+            assert np.isfinite(ds[var].values).all(), var
+
+
+def test_levers_ramp_in_without_jumps(model):
+    ds = run(
+        model, {"equalization transfer intensity": 1.0, "policy start year": 2030}, saveper=0.25
+    )
+    ramp = ds.policy_ramp
+    assert float(ramp.sel(time=2030)) == 0.0
+    assert float(ramp.sel(time=2033)) == 1.0
+    assert float(np.abs(ramp.diff("time")).max()) <= 1.5 / 3 * 0.25 + 1e-12
+    assert float(ds.subvention.sel(time=2029.75).sum()) == 0.0
+
+
+# --------------------------------------------------------------------------- family member
+@pytest.fixture(scope="module")
+def symmetric(tmp_path_factory):
+    bm = _build_module()
+    path = bm.build_symmetric(tmp_path_factory.mktemp("sym") / "symmetric.mdl", final=2040)
+    return sd_model.load(path)
+
+
+def test_identical_regions_stay_identical(symmetric):
+    ds = run(symmetric, {"special subsidy pool": 500.0, "transport programme": 500.0})
+    np.testing.assert_allclose(ds.williamson_index, 0.0, atol=1e-9)
+    np.testing.assert_allclose(ds.theil_index, 0.0, atol=1e-12)
+    assert float(np.abs(ds.net_migration).max()) < 1e-6 * float(ds.gross_internal_migration.max())
+    for var in ("population", "capital", "employment", "income_per_capita", "emissions"):
+        spread = ds[var].max("Region") - ds[var].min("Region")
+        assert float((spread / ds[var].mean("Region")).max()) < 1e-9, var
+
+
+# --------------------------------------------------------------------------- extreme conditions
+def test_no_investment_capital_decays_exponentially(model):
+    ds = run(model, {"investment rate": 0.0})
+    t = ds.time.values - 2022
+    k0 = ds.capital.isel(time=0).values
+    expected = k0[None, :] * np.exp(-0.045 * t)[:, None]
+    np.testing.assert_allclose(ds.capital, expected, rtol=1e-6)
+
+
+def test_no_emissions_load_halves_every_half_life(model):
+    ds = run(model, {"initial emission intensity": 0.0})
+    assert float(ds.total_emissions.max()) == 0.0
+    t = ds.time.values - 2022
+    load0 = ds.environmental_load.isel(time=0).values
+    expected = load0[None, :] * 0.5 ** (t / 1.5)[:, None]
+    np.testing.assert_allclose(ds.environmental_load, expected, rtol=1e-6)
+
+
+def test_no_births_no_migration_population_dies_out_at_crude_death_rate(model):
+    params = {
+        "fertility multiplier": 0.0,
+        "internal migration multiplier": 0.0,
+        "external migration rate": 0.0,
+        "pollution mortality sensitivity": 0.0,
+    }
+    ds = run(model, params)
+    assert float(np.abs(ds.net_migration).max()) == 0.0
+    assert float(ds.gross_internal_migration.max()) == 0.0
+    t = ds.time.values - 2022
+    rate = ds.crude_death_rate.values
+    expected = ds.population.isel(time=0).values[None, :] * np.exp(-rate[None, :] * t[:, None])
+    np.testing.assert_allclose(ds.population, expected, rtol=1e-6)
+
+
+def test_no_migration_regions_are_closed(model):
+    ds = run(model, {"internal migration multiplier": 0.0})
+    assert float(np.abs(ds.in_migration).max()) == 0.0
+    assert float(np.abs(ds.net_migration).max()) == 0.0
+
+
+# --------------------------------------------------------------------------- policy direction
+def test_more_equalization_lowers_williamson(model, baseline):
+    half = run(model, {"equalization transfer intensity": 0.5})
+    full = run(model, {"equalization transfer intensity": 1.0})
+    for year in (2030, 2040, 2050):
+        w0, w1, w2 = (float(d.williamson_index.sel(time=year)) for d in (baseline, half, full))
+        assert w2 < w1 < w0, year
+
+
+def test_abatement_and_clean_technology_lower_emissions(model, baseline):
+    ab = run(model, {"abatement investment[Pavlodar]": 50.0})
+    pav = {"Region": "Pavlodar", "time": 2040}
+    assert float(ab.emissions.sel(pav)) < float(baseline.emissions.sel(pav))
+    assert float(ab.capture_fraction.sel(pav)) > float(baseline.capture_fraction.sel(pav))
+    ct = run(model, {"clean technology rate": 0.02})
+    assert float(ct.total_emissions.sel(time=2040)) < float(baseline.total_emissions.sel(time=2040))
+
+
+@pytest.mark.parametrize(
+    "lever",
+    [
+        "preferential loan rate discount",
+        "investment incentive rate",
+        "new industrial sites programme",
+    ],
+)
+def test_investment_levers_raise_the_targeted_regions_capital(model, baseline, lever):
+    value = 100.0 if lever == "new industrial sites programme" else 0.03
+    ds = run(model, {f"{lever}[Turkistan]": value})
+    sel = {"Region": "Turkistan", "time": 2040}
+    assert float(ds.capital.sel(sel)) > float(baseline.capital.sel(sel))
+    assert float(ds.grp.sel(sel)) > float(baseline.grp.sel(sel))
+    assert float(ds.national_fund.sel(time=2040)) < 0
+
+
+def test_transport_programme_raises_gross_migration(model, baseline):
+    ds = run(model, {"transport programme": 1000.0})
+    for year in (2030, 2050):
+        assert float(ds.gross_internal_migration.sel(time=year)) > float(
+            baseline.gross_internal_migration.sel(time=year)
+        )
+
+
+def test_special_subsidies_reach_lagging_regions(model, baseline):
+    ds = run(model, {"special subsidy pool": 1000.0})
+    pc = baseline.sel(time=2030)
+    lagging = pc.income_per_capita < pc.income_per_capita.mean()  # rough check of targeting
+    got = ds.special_subsidy.sel(time=2030)
+    assert float(got.where(~lagging, 0).sum()) < float(got.where(lagging, 0).sum())
+    assert float(ds.williamson_index.sel(time=2030)) < float(
+        baseline.williamson_index.sel(time=2030)
+    )
+
+
+# --------------------------------------------------------------------------- numerics
+def test_integration_error_between_solvers(model):
+    ref = run(model, {}, method="RK45", rtol=1e-10, atol=1e-10, max_step=0.1)
+    for kw in (
+        {"method": "RK45", "rtol": 1e-6, "atol": 1e-6},
+        {"method": "LSODA", "rtol": 1e-6, "atol": 1e-6},
+    ):
+        ds = run(model, {}, **kw)
+        for stock in ("population", "capital", "employment", "environmental_load"):
+            rel = np.abs(ds[stock] - ref[stock]) / np.abs(ref[stock])
+            assert float(rel.max()) < 1e-3, (kw["method"], stock)
+
+
+@pytest.mark.slow
+def test_pysd_runtime_matches_compiled_backend(model, baseline, tmp_path):
+    # The .mdl must translate and run in plain PySD (Vensim compatibility).
+    import pysd
+
+    shutil.copy(FORECAST, tmp_path / FORECAST.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = pysd.read_vensim(str(tmp_path / FORECAST.name)).run(
+            return_columns=["Total Population", "GDP", "Williamson Index"]
+        )
+    assert out.index[-1] == 2050
+    # Euler with dt = 0.25 vs RK45: close, not equal.
+    np.testing.assert_allclose(
+        out["Total Population"].iloc[-1], float(baseline.total_population[-1]), rtol=5e-3
+    )
+    ds = model.run(method="RK45", backend="pysd", rtol=1e-8, atol=1e-8)
+    for var in ("population", "capital", "employment", "environmental_load", "net_migration"):
+        scale = np.abs(baseline[var]).max()
+        assert float((np.abs(ds[var] - baseline[var]) / scale).max()) < 1e-5, var
+
+
+# --------------------------------------------------------------------------- scenarios
+@pytest.mark.parametrize(
+    "name",
+    [
+        "baseline",
+        "equalization",
+        "loans_incentives",
+        "industrial_sites",
+        "transport",
+        "green",
+        "hindcast",
+    ],
+)
+def test_scenario_files_run(name):
+    sc = sd_model.Scenario.from_yaml(ROOT / "scenarios" / f"{name}.yaml")
+    assert sc.description
+    ds = sc.run(backend="compiled")
+    assert ds.time.values[-1] == (2022 if name == "hindcast" else 2050)
+    assert np.isfinite(ds.population.values).all()
+
+
+# --------------------------------------------------------------------------- hindcast
+@pytest.mark.slow
+def test_hindcast_reproduces_history():
+    ds = run(sd_model.load(HINDCAST), {})
+    hist = pd.read_csv(DATA / "harmonised_series.csv")
+
+    def observed(var):
+        t = hist[hist.variable == var].pivot_table(
+            index="year", columns="region_code", values="value"
+        )
+        return t.reindex(index=range(2010, 2023), columns=CODES).to_numpy()
+
+    sim_pop = ds.population.sel(time=slice(2010, 2022)).values
+    pop_mape = metrics.mape(sim_pop, observed("population"), axis=0)
+    assert np.median(pop_mape) < 2.0  # issue target, over 2010-2022
+    emp_mape = metrics.mape(
+        ds.employment.sel(time=slice(2010, 2022)).values, observed("employment"), axis=0
+    )
+    assert np.median(emp_mape) < 5.0
+    grp_mape = metrics.mape(ds.grp.sel(time=slice(2010, 2022)).values, observed("grp_real"), axis=0)
+    assert np.median(grp_mape) < 10.0
+    net = _regional("internal_migration.csv", 2022, "net")
+    right = np.sign(ds.net_migration.sel(time=2022).values) == np.sign(net)
+    assert right.sum() >= 15
