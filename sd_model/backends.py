@@ -390,12 +390,3 @@ def _runtime_error(t: float, exc: BaseException) -> UnsupportedFeatureError:
     return UnsupportedFeatureError(
         f"PySD's runtime failed at time {t:g}: {type(exc).__name__}: {text}"
     )
-
-
-def check_override_value(name: str, value: Any) -> None:
-    """Reject values PySD would silently misread (lists, bare arrays)."""
-    if isinstance(value, list | tuple | np.ndarray) and np.ndim(value) > 0:
-        raise ParameterError(
-            f"Override of {name!r}: give a number, a mapping of subscript elements, or an "
-            "xarray.DataArray / pandas.Series; a bare list or array has no element labels."
-        )
