@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from sd_model._errors import ParameterError, SDModelError, UnsupportedFeatureError
+from sd_model._errors import SDModelError, UnsupportedFeatureError
 from sd_model._meta import VariableInfo
 from sd_model.integrate import TimeGrid
 
