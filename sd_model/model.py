@@ -202,45 +202,25 @@ class Model:
                     "control variable (use initial_time/final_time/time_step/saveper)"
                 )
                 continue
-            if kind == "Constant" or (kind == "Data" and not runtime.get_args(py_name)):
-                try:
-                    default: Any = getattr(comps, py_name)()
-                except Exception:
-                    default = None
-                if isinstance(default, xr.DataArray):
-                    default = default.astype(float)
-                elif default is not None:
-                    try:
-                        default = float(default)
-                    except (TypeError, ValueError):
-                        default = None
-                infos.append(
-                    ParameterInfo(
-                        py_name=str(py_name),
-                        name=str(name),
-                        kind="constant",
-                        dims=dims,
-                        units=_text(units),
-                        description=_text(comment),
-                        default=default,
-                    )
-                )
-            elif kind == "Lookup":
-                infos.append(
-                    ParameterInfo(
-                        py_name=str(py_name),
-                        name=str(name),
-                        kind="lookup",
-                        dims=dims,
-                        units=_text(units),
-                        description=_text(comment),
-                        default=None,
-                    )
-                )
-            else:
+            settable = kind in ("Constant", "Lookup") or (
+                kind == "Data" and not runtime.get_args(py_name)
+            )
+            if not settable:
                 what = "stock" if subtype in {"Integ", "NonNegativeInteg"} else "computed variable"
                 other[normalize_name(str(name))] = what
                 other[normalize_name(str(py_name))] = what
+                continue
+            infos.append(
+                ParameterInfo(
+                    py_name=str(py_name),
+                    name=str(name),
+                    kind="lookup" if kind == "Lookup" else "constant",
+                    dims=dims,
+                    units=_text(units),
+                    description=_text(comment),
+                    default=None if kind == "Lookup" else _default_value(comps, str(py_name)),
+                )
+            )
         return ParameterSpace(infos, self.coords, other)
 
     @property
@@ -598,6 +578,20 @@ def _with_time_series(
         else v
         for v in variables
     ]
+
+
+def _default_value(components: Any, py_name: str) -> float | xr.DataArray | None:
+    """A constant's value in the model file (None when PySD cannot evaluate it alone)."""
+    try:
+        value = getattr(components, py_name)()
+    except Exception:
+        return None
+    if isinstance(value, xr.DataArray):
+        return value.astype(float)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _text(value: Any) -> str:

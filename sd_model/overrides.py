@@ -155,17 +155,21 @@ class ParameterSpace:
             if isinstance(base, pd.Series):
                 raise ParameterError(f"{label}: cannot edit one element of a time series.")
             arr = self._full(info, base)
-            sel = {}
-            for dim, sub in zip(info.dims, subs, strict=True):
-                if sub not in self.coords[dim]:
-                    raise ParameterError(
-                        f"{label}: {sub!r} is not an element of {dim!r}; "
-                        f"elements: {', '.join(self.coords[dim])}."
-                    )
-                sel[dim] = sub
-            arr.loc[sel] = number
+            arr.loc[self._selection(info, subs, label)] = number
             out[info.py_name] = arr
         return out
+
+    def _selection(self, info: ParameterInfo, subs: list[str], label: str) -> dict[str, str]:
+        """``{dim: element}`` for one element of ``info``, checking every element name."""
+        sel = {}
+        for dim, sub in zip(info.dims, subs, strict=True):
+            if sub not in self.coords[dim]:
+                raise ParameterError(
+                    f"{label}: {sub!r} is not an element of {dim!r}; "
+                    f"elements: {', '.join(self.coords[dim])}."
+                )
+            sel[dim] = sub
+        return sel
 
     def _full(self, info: ParameterInfo, base: Any) -> xr.DataArray:
         if isinstance(base, xr.DataArray):
@@ -218,15 +222,7 @@ class ParameterSpace:
                         f"{label}: key {k!r} names {len(subs)} element(s); {info.name!r} has "
                         f"dims {list(info.dims)}."
                     )
-                sel = {}
-                for dim, sub in zip(info.dims, subs, strict=True):
-                    if sub not in self.coords[dim]:
-                        raise ParameterError(
-                            f"{label}: {sub!r} is not an element of {dim!r}; "
-                            f"elements: {', '.join(self.coords[dim])}."
-                        )
-                    sel[dim] = sub
-                arr.loc[sel] = _as_number(v, label)
+                arr.loc[self._selection(info, subs, label)] = _as_number(v, label)
             return arr
         if isinstance(value, list | tuple | np.ndarray) and np.ndim(value) > 0:
             arr_in = np.asarray(value, dtype=float)
