@@ -20,6 +20,7 @@ import xarray as xr
 
 from sd_model import _version
 from sd_model._errors import (
+    IntegrationError,
     ModelLoadError,
     SDModelError,
     SDModelWarning,
@@ -448,14 +449,20 @@ class Model:
                     SDModelWarning,
                     stacklevel=2,
                 )
-        if used == "compiled":
-            values, times, nfev = self._run_compiled(compiled, overrides, grid, options)
-            variables = _with_time_series(compiled.variables, overrides)
-            coords = compiled.coords
-        else:
-            values, times, nfev = self._run_pysd(overrides, grid, options)
-            variables = _with_time_series(self.variables, overrides)
-            coords = self.coords
+        try:
+            if used == "compiled":
+                values, times, nfev = self._run_compiled(compiled, overrides, grid, options)
+                variables = _with_time_series(compiled.variables, overrides)
+                coords = compiled.coords
+            else:
+                values, times, nfev = self._run_pysd(overrides, grid, options)
+                variables = _with_time_series(self.variables, overrides)
+                coords = self.coords
+        except (IntegrationError, UnsupportedFeatureError) as exc:
+            # Name the model file: in a sweep or a CLI log several models may be in play.
+            if self.path.name in str(exc):
+                raise
+            raise type(exc)(f"{self.path.name}: {exc}") from exc
         attrs = self._attrs(params, options, grid, used, scenario, note)
         return build_dataset(
             times,
