@@ -19,6 +19,9 @@ from sd_model._errors import (
 from sd_model.integrate import SolverOptions, TimeGrid
 from sd_model.model import Model, load
 from sd_model.results import open_results, to_table, write_results
+from sd_model.ema import to_ema
+from sd_model.runner import sweep, sweep_scenario
+from sd_model.sampling import SampleSpec
 from sd_model.scenarios import Scenario
 
 __version__ = "0.1.0"
@@ -30,6 +33,7 @@ __all__ = [
     "ParameterError",
     "SDModelError",
     "SDModelWarning",
+    "SampleSpec",
     "Scenario",
     "ScenarioError",
     "SolverOptions",
@@ -38,6 +42,9 @@ __all__ = [
     "__version__",
     "load",
     "open_results",
+    "sweep",
+    "sweep_scenario",
+    "to_ema",
     "to_table",
     "write_results",
 ]

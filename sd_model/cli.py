@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print a model's parameters, stocks and dims")
     info.add_argument("model")
+
+    from sd_model.runner import add_sweep_parser
+
+    add_sweep_parser(sub)
     return p
 
 
@@ -157,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             if args.command == "run":
                 return _cmd_run(args)
+            if args.command == "sweep":
+                from sd_model.runner import cmd_sweep
+
+                return cmd_sweep(args)
             return _cmd_info(args)
         except SDModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
