@@ -16,10 +16,11 @@ from sd_model._errors import (
     SDModelWarning,
     UnsupportedFeatureError,
 )
+from sd_model.compare import compare, disparity_table, fit_table
+from sd_model.ema import to_ema
 from sd_model.integrate import SolverOptions, TimeGrid
 from sd_model.model import Model, load
 from sd_model.results import open_results, to_table, write_results
-from sd_model.ema import to_ema
 from sd_model.runner import sweep, sweep_scenario
 from sd_model.sampling import SampleSpec
 from sd_model.scenarios import Scenario
@@ -40,6 +41,9 @@ __all__ = [
     "TimeGrid",
     "UnsupportedFeatureError",
     "__version__",
+    "compare",
+    "disparity_table",
+    "fit_table",
     "load",
     "open_results",
     "sweep",

@@ -53,9 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print a model's parameters, stocks and dims")
     info.add_argument("model")
 
+    from sd_model.compare import add_compare_parser
+    from sd_model.plots import add_plot_parser
     from sd_model.runner import add_sweep_parser
 
     add_sweep_parser(sub)
+    add_compare_parser(sub)
+    add_plot_parser(sub)
     return p
 
 
@@ -165,7 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from sd_model.runner import cmd_sweep
 
                 return cmd_sweep(args)
-            return _cmd_info(args)
+            if args.command == "info":
+                return _cmd_info(args)
+            return int(args.func(args))  # compare, plot
         except SDModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
