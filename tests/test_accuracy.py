@@ -103,7 +103,7 @@ STATEFUL_MODELS = [
     ("tests/smooth/test_smooth.mdl", 64, 5e-3, ()),
     ("tests/delays/test_delays.mdl", 16, 2e-2, (5.0, 10.0, 15.0)),
     ("tests/subscripted_smooth/test_subscripted_smooth.mdl", 8, 2e-2, ()),
-    ("tests/subscripted_delays/test_subscripted_delays.mdl", 8, 2e-2, ()),
+    ("tests/subscripted_delays/test_subscripted_delays.mdl", 4, 4e-2, ()),
     ("samples/SIR/SIR.mdl", 16, 5e-3, ()),
 ]
 
@@ -119,7 +119,9 @@ def test_stateful_elements_under_adaptive_methods(
     fine = model.control["time_step"] / refine
     saveper = model.control["saveper"]
     ref = model.run(method="euler", backend="pysd", time_step=fine, saveper=saveper)
-    ds = model.run(method="RK45", backend="pysd", rtol=1e-8, atol=1e-8)
+    # rtol 1e-6 is ample against tolerances of 5e-3 and more, and keeps PySD's slow
+    # right-hand side affordable.
+    ds = model.run(method="RK45", backend="pysd", rtol=1e-6, atol=1e-6)
     keep = ~np.isin(ds["time"].values, jumps)
     compared = 0
     for name, da in ds.data_vars.items():
