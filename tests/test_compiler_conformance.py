@@ -28,7 +28,11 @@ from sd_model.integrate import SolverOptions, integrate
 
 def _models_root() -> pathlib.Path | None:
     env = os.environ.get("SD_MODEL_TEST_MODELS")
-    root = pathlib.Path(env) if env else pathlib.Path(__file__).resolve().parents[2] / "shared" / "test-models"
+    root = (
+        pathlib.Path(env)
+        if env
+        else pathlib.Path(__file__).resolve().parents[2] / "shared" / "test-models"
+    )
     return root if root.is_dir() else None
 
 
@@ -39,22 +43,10 @@ _PYSD_PARSE = "PySD cannot translate this file (its parser fails)"
 EXPECTED_FAILURES: dict[str, str] = {
     # constructs the compiler does not cover yet (they raise UnsupportedFeatureError)
     "samples/Query_file/Query_file.mdl": _UNSUPPORTED + "RANDOM UNIFORM",
-    "tests/allocate_available/test_allocate_available.mdl": _UNSUPPORTED + "ALLOCATE AVAILABLE",
-    "tests/allocate_by_priority/test_allocate_by_priority.mdl": _UNSUPPORTED
-    + "ALLOCATE BY PRIORITY",
     "tests/data_from_other_model/test_data_from_other_model.mdl": _UNSUPPORTED
     + "DATA read from other runs' output files",
-    "tests/get_time_value/test_get_time_value.mdl": _UNSUPPORTED + "GET TIME VALUE",
-    "tests/get_time_value/test_get_time_value_simple.mdl": _UNSUPPORTED + "GET TIME VALUE",
-    "tests/invert_matrix/test_invert_matrix.mdl": _UNSUPPORTED + "INVERT MATRIX",
-    "tests/vector_order/test_vector_order.mdl": _UNSUPPORTED + "VECTOR SORT ORDER",
-    "tests/macro_cross_reference/test_macro_cross_reference.mdl": _UNSUPPORTED + "macros",
-    "tests/macro_expression/test_macro_expression.mdl": _UNSUPPORTED + "macros",
-    "tests/macro_multi_expression/test_macro_multi_expression.mdl": _UNSUPPORTED + "macros",
-    "tests/macro_multi_macros/test_macro_multi_macros.mdl": _UNSUPPORTED + "macros",
-    "tests/macro_stock/test_macro_stock.mdl": _UNSUPPORTED + "macros",
-    "tests/macro_trailing_definition/test_macro_trailing_definition.mdl": _UNSUPPORTED
-    + "macros",
+    "tests/get_time_value/test_get_time_value.mdl": _UNSUPPORTED
+    + "GET TIME VALUE of the computer's clock",
     # the time grid is fixed before the run; these models change it while running
     "tests/control_vars/test_control_vars.mdl": "control variables that change during the run",
     "tests/dynamic_final_time/test_dynamic_final_time.mdl": "a FINAL TIME that changes "

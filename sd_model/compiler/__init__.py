@@ -1,9 +1,57 @@
-"""Compile PySD's abstract model into a batched, pure-NumPy system.
+"""Compile PySD's abstract model into a batched, pure-NumPy system (issue 3).
 
+How it works
+------------
+``compile_model`` walks every component's abstract syntax tree (``_build``) and emits
+Python source over NumPy arrays: one statement per model variable, in dependency
+order. Every array has a leading batch axis (scenarios); the other axes follow the
+component's subscripts, and references to other variables are re-indexed into them
+(subranges, mappings, transposition, single elements) with precomputed index arrays.
+Only generated identifiers and numeric literals appear in the source, never text from
+the model file. ``CompiledModel.source`` shows it.
+
+``CompiledModel.system(overrides, grid)`` (``_system``) binds the source to one
+overrides mapping per scenario and a time grid and returns a
+:class:`CompiledSystem` (the :class:`sd_model.integrate.System` protocol):
+
+* ``_init`` evaluates every variable at the initial time in initialisation order
+  (``INITIAL``, ``ACTIVE INITIAL``, stocks whose initial values depend on others);
+  constants are computed once there and read as globals afterwards;
+* ``_rhs`` computes only what the derivatives need, or one Euler step (DELAY FIXED,
+  SAMPLE IF TRUE, DELAY N's delay-time memory and non-negative stocks update there);
+* ``_obs`` computes every time-dependent variable at a saved time.
+
+State layout: ``y`` is scenario-major (``y.reshape(B, n_state)[b]`` is scenario
+``b``); within a scenario, one block per stateful object in model order: a stock,
+the ``n`` stages of a SMOOTH/SMOOTHI/SMOOTH3/SMOOTH N (stage contents), of a
+DELAY1/DELAY3/DELAY N and their I forms (stage contents times the delay time, as PySD),
+followed for DELAY N by the ``n`` remembered stage delay times, the pipe of a DELAY
+FIXED, the averaged input of TREND and FORECAST, the sample of SAMPLE IF TRUE.
+``state_labels`` names every entry (``"Stock[elem]"``, ``"SMOOTH(name)[elem]#stage"``;
+``"b:"`` prefixes for batches).
+
+Optional numba kernel: :meth:`CompiledSystem.run_euler` runs a whole fixed-step
+Euler integration (and the observations at saved times) in one ``numba.njit``
+function generated from the same syntax trees as scalar loops (``_kernel``); it
+returns None when numba is missing, the model uses a construct the kernel does not
+cover, or numba cannot compile it (very large models), so callers fall back to
+``sd_model.integrate.integrate``. Its first call compiles (~10 s); later calls with
+the same model reuse the compiled function.
+
+Semantics are copied from PySD's builder and runtime (``pysd/builders/python`` and
+``pysd/py_backend``), including where PySD differs from Vensim (DELAY order reduction
+when ``order * TIME STEP`` exceeds the delay time, STEP switching at ``t + dt/2``).
+Constructs not covered raise :class:`sd_model.UnsupportedFeatureError` naming the
+construct and the element: random functions, DATA read from other runs' files, GET TIME
+VALUE of the computer clock, subscripted macro calls, and control variables that change
+during a run.
+
+Examples
+--------
 >>> from pysd.translators.vensim.vensim_file import VensimFile  # doctest: +SKIP
 >>> vf = VensimFile("teacup.mdl"); vf.parse()                   # doctest: +SKIP
 >>> cm = compile_model(vf.get_abstract_model(), model_dir=Path("."))  # doctest: +SKIP
->>> system = cm.system([{}], cm.default_grid())                 # doctest: +SKIP
+>>> system = cm.system([{}, {"room_temperature": 20}], cm.default_grid())  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -56,6 +104,8 @@ class CompiledModel:
             if sf.kind == "integ":
                 flows |= sf.ddt_refs
         for e in program.elements:
+            if e.hidden:
+                continue
             kind: SDKind
             if e.kind == "lookup":
                 kind = "lookup"
@@ -80,9 +130,13 @@ class CompiledModel:
             (self.lookups if kind == "lookup" else self.variables).append(info)
         for py_name in CONTROL_NAMES:
             self.variables.append(
-                VariableInfo(py_name=py_name, name=py_name.upper().replace("_", " "),
-                             sd_kind="constant", time_dependent=False,
-                             units=self.time_units)
+                VariableInfo(
+                    py_name=py_name,
+                    name=py_name.upper().replace("_", " "),
+                    sd_kind="constant",
+                    time_dependent=False,
+                    units=self.time_units,
+                )
             )
         self.control: dict[str, float] = self._eval_control()
 
@@ -101,8 +155,13 @@ class CompiledModel:
         prog = self._program
         values = {"initial_time": 0.0, "final_time": 1.0, "time_step": 1.0, "saveper": 1.0}
         needs_model = any(prog.control_refs.values())
-        env: dict[str, Any] = {"np": np, "_rt": _runtime, "_NAN": math.nan,
-                               "_INF": math.inf, "_B": 1}
+        env: dict[str, Any] = {
+            "np": np,
+            "_rt": _runtime,
+            "_NAN": math.nan,
+            "_INF": math.inf,
+            "_B": 1,
+        }
         env.update(prog.consts)
         if needs_model:
             grid = TimeGrid(0.0, 1.0, 1.0, 1.0)
@@ -115,8 +174,8 @@ class CompiledModel:
             for py_name, src in prog.control.items():
                 try:
                     with np.errstate(all="ignore"):
-                        values[py_name] = float(np.asarray(eval(src, env)).ravel()[0])  # noqa: S307
-                except Exception as exc:  # noqa: BLE001
+                        values[py_name] = float(np.asarray(eval(src, env)).ravel()[0])
+                except Exception as exc:
                     raise UnsupportedFeatureError(
                         f"The control variable '{py_name}' could not be evaluated: {exc}"
                     ) from exc
@@ -131,9 +190,7 @@ class CompiledModel:
         c = self.control
         return TimeGrid(c["initial_time"], c["final_time"], c["time_step"], c["saveper"])
 
-    def system(
-        self, overrides: Sequence[Mapping[str, object]], grid: TimeGrid
-    ) -> CompiledSystem:
+    def system(self, overrides: Sequence[Mapping[str, object]], grid: TimeGrid) -> CompiledSystem:
         """Bind the model to one overrides mapping per scenario and a time grid.
 
         Parameters

@@ -64,7 +64,7 @@ _SIMPLE = {
     "zidz": ("_rt.zidz", 2),
     "if_then_else": ("_rt.where", 3),
 }
-_REDUCE = {"sum": "np.sum", "prod": "np.prod", "vmin": "np.min", "vmax": "np.max"}
+_REDUCE = {"sum": "np.add", "prod": "np.multiply", "vmin": "np.minimum", "vmax": "np.maximum"}
 _BINARY = {
     "^": "**",
     "*": "*",
@@ -152,6 +152,7 @@ class Component:
     src: str
     cells: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] | None  # (elem idx, ctx idx)
     direct: bool
+    ast: Any = None
 
 
 @dataclass
@@ -171,8 +172,8 @@ class Element:
     uses_time: bool = False
     lookup_tables: tuple[np.ndarray, np.ndarray] | None = None
     lookup_mode: str = "interpolate"
-    pre_init: list[str] = field(default_factory=list)
-    pre_dyn: list[str] = field(default_factory=list)
+    hidden: bool = False
+    scope: dict[str, int] | None = None  # name resolution of macro elements
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -200,18 +201,17 @@ class Program:
     subscripts: dict[str, list[str]]
     by_py_name: dict[str, int]
     time_units: str
+    fancy: set[int]
+    compiler: Any = None
 
 
 class _Compiler:
     def __init__(self, am: AbstractModel, model_dir: pathlib.Path) -> None:
         from pysd.builders.python.python_model_builder import SectionBuilder
 
-        if len(am.sections) > 1:
-            names = ", ".join(s.name for s in am.sections[1:])
-            raise UnsupportedFeatureError(
-                f"The compiled backend does not support macros yet (macro {names}); "
-                "use the PySD backend."
-            )
+        self.macros = {sec.name: sec for sec in am.sections[1:]}
+        self._scope: dict[str, int] | None = None
+        self._n_calls = 0
         self.model_dir = model_dir
         section = am.sections[0]
         with warnings.catch_warnings():
@@ -233,6 +233,8 @@ class _Compiler:
         self.control_refs: dict[str, set[int]] = {}
         self.control_elements: dict[str, Any] = {}
         self.statefuls: list[Stateful] = []
+        self.fancy: set[int] = set()
+        self.notes: dict[tuple[int, int], Any] = {}
         self.breakpoints: list[Breakpoint] = []
         self.time_units = ""
         self._col: list[Collector] = []
@@ -266,6 +268,11 @@ class _Compiler:
     def _clean(name: str) -> str:
         # PySD's NamespaceManager keys its cleanspace this way; ASTs reference it.
         return name.lower().replace(" ", "_")
+
+    def _note(self, ast: Any, value: Any) -> None:
+        """Remember what an AST node compiled to (read by the optional numba kernel)."""
+        if self._element is not None:
+            self.notes[(self._element.index, id(ast))] = value
 
     def const(self, value: Any, prefix: str = "C", key: Any = None) -> str:
         """Register a constant object in the generated module's namespace."""
@@ -301,7 +308,7 @@ class _Compiler:
 
     # ------------------------------------------------------------------ driver
     def compile(self) -> Program:
-        for el in self.elements:
+        for el in list(self.elements):  # macro calls append hidden elements
             self._element = el
             ael = self.abstract[self._clean(el.name)]
             self._compile_element(el, ael)
@@ -323,8 +330,10 @@ class _Compiler:
             control=self.control,
             control_refs=self.control_refs,
             subscripts=self.subs,
-            by_py_name={e.py_name: e.index for e in self.elements},
+            by_py_name={e.py_name: e.index for e in self.elements if not e.hidden},
             time_units=self.time_units,
+            fancy=self.fancy,
+            compiler=self,
         )
 
     def _compile_element(self, el: Element, ael: AbstractElement) -> None:
@@ -350,11 +359,14 @@ class _Compiler:
             ctx = self._ctx(comp.subscripts[0])
             if isinstance(comp.ast, ae.GetConstantsStructure):
                 src = self._ext_constant(comp, ctx)
+                self._note(comp.ast, src)
             elif isinstance(comp.ast, ae.GetDataStructure):
                 src = self._ext_data(comp, ctx)
             else:
                 src = self.expr(comp.ast, ctx)
-            el.components.append(self._place(el, ctx, comp.subscripts[1], src))
+            placed = self._place(el, ctx, comp.subscripts[1], src)
+            placed.ast = comp.ast
+            el.components.append(placed)
         self._col.pop()
         el.refs = col.refs
         el.uses_time = col.dynamic
@@ -377,16 +389,14 @@ class _Compiler:
             except ValueError as exc:
                 raise self.unsupported("a subscript outside the variable's range") from exc
         if not excepts:
-            direct = all(
-                list(p) == list(range(len(el.coords[k]))) for k, p in enumerate(positions)
-            )
+            direct = all(list(p) == list(range(len(el.coords[k]))) for k, p in enumerate(positions))
             if direct:
                 return Component(ctx, src, None, True)
         grids = np.meshgrid(*[np.arange(len(c)) for c in ctx.coords], indexing="ij")
         ctx_idx = [g.ravel() for g in grids]
         keep = np.ones(ctx_idx[0].size if ctx_idx else 1, dtype=bool)
-        for exc in excepts:
-            d = self.sm.make_coord_dict(list(exc))
+        for exc_subs in excepts:
+            d = self.sm.make_coord_dict(list(exc_subs))
             sets = list(d.values())
             if len(sets) != len(ctx.names):
                 raise self.unsupported("an EXCEPT with a different number of subscripts")
@@ -419,9 +429,9 @@ class _Compiler:
                 ys[0, ...] = y
             else:
                 assert placed.cells is not None
-                eidx = placed.cells[0]
-                xs[(0, *eidx)] = x
-                ys[(0, *eidx)] = y
+                where: tuple[Any, ...] = (0, *placed.cells[0])
+                xs[where] = x
+                ys[where] = y
         el.lookup_tables = (xs, ys)
         mode = modes.pop() if len(modes) == 1 else "interpolate"
         el.lookup_mode = {"extrapolate": "extrapolate", "hold_backward": "hold_backward"}.get(
@@ -441,7 +451,13 @@ class _Compiler:
             coords = self.sm.make_coord_dict(list(comp.subscripts[0]))
             if obj is None:
                 obj = ExtLookup(
-                    a.file, a.tab, a.x_row_or_col, a.cell, coords, self.model_dir, final,
+                    a.file,
+                    a.tab,
+                    a.x_row_or_col,
+                    a.cell,
+                    coords,
+                    self.model_dir,
+                    final,
                     el.py_name,
                 )
             else:
@@ -465,7 +481,14 @@ class _Compiler:
         coords = dict(zip(ctx.names, [list(c) for c in ctx.coords], strict=True))
         interp = (getattr(comp, "keyword", None) or "interpolate").replace(" ", "_")
         obj = ExtData(
-            a.file, a.tab, a.time_row_or_col, a.cell, interp, coords, self.model_dir, coords,
+            a.file,
+            a.tab,
+            a.time_row_or_col,
+            a.cell,
+            interp,
+            coords,
+            self.model_dir,
+            coords,
             "x",
         )
         with warnings.catch_warnings():
@@ -479,6 +502,7 @@ class _Compiler:
         xs = self.const(np.broadcast_to(x, y.shape)[None].copy(), "A")
         ys = self.const(y[None].copy(), "A")
         self._mark_dynamic()
+        self._note(a, (xs, ys, obj.interp))
         return f"_rt.lookup(_T, {xs}, {ys}, {obj.interp!r})"
 
     def _ext_constant(self, comp: Any, ctx: Ctx) -> str:
@@ -504,7 +528,9 @@ class _Compiler:
             return num(float(ast))
         if isinstance(ast, np.ndarray):
             arr = np.asarray(ast, dtype=float).reshape(ctx.shape)
-            return self.const(arr[None], "A")
+            name = self.const(arr[None], "A")
+            self._note(ast, name)
+            return name
         method = getattr(self, "_x_" + type(ast).__name__, None)
         if method is None:
             raise self.unsupported(type(ast).__name__)
@@ -575,25 +601,31 @@ class _Compiler:
         subs = list(ast.subscripts.subscripts) if ast.subscripts else []
         if ref == "time":
             self._mark_dynamic()
-            return self._scalar_to_ctx("_T", ctx)
+            return "_T"
         if ref in CONTROL_NAMES:
-            return self._scalar_to_ctx(CONTROL_NAMES[ref], ctx)
+            return CONTROL_NAMES[ref]
+        if self._scope is not None:
+            if ref not in self._scope:
+                raise self.unsupported(f"the reference '{ref}' inside a macro")
+            i = self._scope[ref]
+            self._add_ref(i)
+            return self._ref_src(i, subs, ctx)
         if ref in self.by_clean:
             i = self.by_clean[ref]
             el = self.elements[i]
             if el.kind == "lookup" and el.lookup_tables is not None:
                 raise self.unsupported(f"a lookup ({el.name}) used without an argument")
             self._add_ref(i)
-            return f"v{i}" + self._index(el.dims, el.coords, subs, ctx)
+            return self._ref_src(i, subs, ctx)
         if ref in self.ns.cleanspace:
             # declared after this point in the abstract model (forward reference)
             clean = self.ns.cleanspace[ref]
             for el in self.elements:
                 if el.py_name == clean:
                     self._add_ref(el.index)
-                    return f"v{el.index}" + self._index(el.dims, el.coords, subs, ctx)
+                    return self._ref_src(el.index, subs, ctx)
             if clean in CONTROL_NAMES:
-                return self._scalar_to_ctx(CONTROL_NAMES[clean], ctx)
+                return CONTROL_NAMES[clean]
         if ref in self._subnum:
             rng, values = self._subnum[ref]
             if rng is None:
@@ -606,12 +638,18 @@ class _Compiler:
             idx = [self.subs[rng].index(c) for c in ctx.coords[p]]
             shape = [1] * len(ctx.names)
             shape[p] = len(idx)
-            return self.const(arr[idx].reshape([1, *shape]), "A")
+            name = self.const(arr[idx].reshape([1, *shape]), "A")
+            self._note(ast, name)
+            return name
         raise self.unsupported(f"the unknown reference '{ref}'")
 
-    @staticmethod
-    def _scalar_to_ctx(name: str, ctx: Ctx) -> str:
-        return name
+    def _ref_src(self, i: int, subs: list[str], ctx: Ctx) -> str:
+        el = self.elements[i]
+        idx = self._index(el.dims, el.coords, subs, ctx)
+        if idx.startswith("[IX"):
+            # gathered with index arrays: the value must have its full shape
+            self.fancy.add(i)
+        return f"v{i}{idx}"
 
     def _find_ctx_dim(self, rng: str, ctx: Ctx) -> str | None:
         if rng in ctx.names:
@@ -635,6 +673,17 @@ class _Compiler:
         n = len(ctx.names)
         if not dims:
             return "" if n == 0 else "[:" + ", None" * n + "]"
+        entries = self.entries(dims, coords, subs, ctx)
+        return self._index_src(entries, coords, n)
+
+    def entries(
+        self,
+        dims: tuple[str, ...],
+        coords: tuple[tuple[str, ...], ...],
+        subs: list[str],
+        ctx: Ctx,
+    ) -> list[tuple[int | None, list[int]]]:
+        """Per variable axis: the context axis it follows (or None) and the positions read."""
         if not subs:
             subs = list(dims)
         if len(subs) != len(dims):
@@ -654,8 +703,16 @@ class _Compiler:
                 entries.append((p, [vco.index(c) for c in cc]))
             except ValueError as exc:
                 raise self.unsupported(f"a reference with subscript {sub}") from exc
-        axes = [p for p, _ in entries]
-        simple = all(p is not None for p in axes) and all(
+        return entries
+
+    def _index_src(
+        self,
+        entries: list[tuple[int | None, list[int]]],
+        coords: tuple[tuple[str, ...], ...],
+        n: int,
+    ) -> str:
+        axes = [p for p, _ in entries if p is not None]
+        simple = len(axes) == len(entries) and all(
             pos == list(range(len(coords[k]))) for k, (_, pos) in enumerate(entries)
         )
         if simple and axes == sorted(axes) and len(set(axes)) == len(axes):
@@ -664,14 +721,14 @@ class _Compiler:
                 return ""
             return "[:, " + ", ".join(parts) + "]"
         index: list[Any] = [slice(None)]
-        for p, pos in entries:
+        for ax, pos in entries:
             shape = [1] * n
-            if p is None:
+            if ax is None:
                 index.append(np.full(shape, pos[0], dtype=np.intp))
             else:
-                shape[p] = len(pos)
+                shape[ax] = len(pos)
                 index.append(np.asarray(pos, dtype=np.intp).reshape(shape))
-        key = ("IX", tuple((p, tuple(pos)) for p, pos in entries), n)
+        key = ("IX", tuple((ax, tuple(pos)) for ax, pos in entries), n)
         return "[" + self.const(tuple(index), "IX", key) + "]"
 
     def _match_dim(
@@ -712,6 +769,8 @@ class _Compiler:
     def _x_CallStructure(self, ast: ae.CallStructure, ctx: Ctx) -> str:
         fname = ast.function.reference
         args = list(ast.arguments)
+        if fname in self.macros:
+            return self._macro_call(fname, args, ctx, ast)
         if fname in self.by_clean and self.elements[self.by_clean[fname]].kind == "lookup":
             return self._lookup_call(self.by_clean[fname], ast, ctx)
         if fname in self.by_clean:
@@ -741,7 +800,7 @@ class _Compiler:
             return self._reduce(_REDUCE[fname], args[0], ctx)
         if fname in ("vmax_xmile", "vmin_xmile"):
             return self._reduce(
-                "np.max" if fname == "vmax_xmile" else "np.min", args[0], ctx, xmile=True
+                "np.maximum" if fname == "vmax_xmile" else "np.minimum", args[0], ctx, xmile=True
             )
         if fname == "elmcount":
             a = args[0]
@@ -753,10 +812,93 @@ class _Compiler:
         if fname in ("step", "pulse", "Xpulse", "pulse_train", "Xpulse_train", "ramp", "Xramp"):
             return self._time_function(fname, args, ctx)
         if fname == "active_initial":
-            return self._stateful("active_initial", ctx, active=args[0], initial=args[1])
+            return self._stateful("active_initial", ctx, node=ast, active=args[0], initial=args[1])
         if fname == "vector_select":
             return self._vector_select(args, ctx)
+        if fname in ("vector_sort_order", "vector_rank", "vector_reorder", "invert_matrix"):
+            if not ctx.names or (fname == "invert_matrix" and len(ctx.names) < 2):
+                raise self.unsupported(f"{fname.upper().replace('_', ' ')} without subscripts")
+            full = self.const(ctx.shape, "CS")
+            if fname == "invert_matrix":
+                args = args[:1]  # the second argument (the size) is implied by the dims
+            srcs = [self.expr(a, ctx) for a in args]
+            return f"_rt.{fname}({', '.join(srcs)}, shape=(_B,) + {full})"
+        if fname == "get_time_value":
+            # only the simulation-time form; the others read the computer's clock
+            if (
+                len(args) == 3
+                and isinstance(args[0], int | float)
+                and isinstance(args[2], int | float)
+                and float(args[0]) == 0.0
+                and float(args[2]) == 0.0
+            ):
+                self._mark_dynamic()
+                return f"(_T + ({self.expr(args[1], ctx)}))"
+            raise self.unsupported("GET TIME VALUE other than (0, offset, 0)")
         raise self.unsupported(f"the function {fname.upper().replace('_', ' ')}")
+
+    def _macro_call(self, fname: str, args: list[Any], ctx: Ctx, call: Any) -> str:
+        """Inline a macro: fresh hidden elements for its parameters and equations."""
+        sec = self.macros[fname]
+        if ctx.names:
+            raise self.unsupported(f"the subscripted call of macro {fname}")
+        if len(args) != len(sec.params):
+            raise self.unsupported(f"macro {fname} called with {len(args)} arguments")
+        self._n_calls += 1
+        tag = f"_macro{self._n_calls}_{fname}"
+        scope: dict[str, int] = {}
+        saved_element = self._element
+        for param, arg in zip(sec.params, args, strict=True):
+            # the argument is evaluated in the caller's scope, as its own hidden element
+            el = self._hidden(f"{tag}_{param}", ())
+            el.scope = self._scope
+            col = Collector()
+            self._col.append(col)
+            self._element = el
+            try:
+                src = self.expr(arg, ctx)
+            finally:
+                self._col.pop()
+                self._element = saved_element
+            el.components.append(Component(Ctx(), src, None, True, ast=arg))
+            el.refs = col.refs
+            el.uses_time = col.dynamic
+            scope[self._clean(param)] = el.index
+        pending = []
+        for ael in sec.elements:
+            el = self._hidden(f"{tag}_{self._clean(ael.name)}", ())
+            el.scope = scope
+            scope[self._clean(ael.name)] = el.index
+            pending.append((el, ael))
+        saved_scope, saved_cols = self._scope, self._col
+        self._scope, self._col = scope, []
+        try:
+            for el, ael in pending:
+                self._element = el
+                self._compile_element(el, ael)
+        finally:
+            self._scope, self._col, self._element = saved_scope, saved_cols, saved_element
+        ret = scope.get(self._clean(fname))
+        if ret is None:
+            raise self.unsupported(f"macro {fname} without an output named like the macro")
+        self._add_ref(ret)
+        self._note(call, ("macro", ret))
+        return self._ref_src(ret, [], ctx)
+
+    def _hidden(self, py_name: str, dims: tuple[str, ...]) -> Element:
+        el = Element(
+            index=len(self.elements),
+            name=py_name,
+            py_name=py_name,
+            dims=dims,
+            coords=(),
+            units="",
+            doc="",
+            limits=(None, None),
+            hidden=True,
+        )
+        self.elements.append(el)
+        return el
 
     def _bang_dims(self, ast: Any, out: list[str], ranges: bool = False) -> list[str]:
         if isinstance(ast, ae.ReferenceStructure):
@@ -772,9 +914,7 @@ class _Compiler:
                 self._bang_dims(a, out, ranges)
         return out
 
-    def _extend_bang(
-        self, ast: Any, ctx: Ctx, ranges: bool = False
-    ) -> tuple[Ctx, tuple[int, ...]]:
+    def _extend_bang(self, ast: Any, ctx: Ctx, ranges: bool = False) -> tuple[Ctx, tuple[int, ...]]:
         bangs = [b for b in self._bang_dims(ast, [], ranges) if b not in ctx.names]
         inner = ctx
         for b in bangs:
@@ -788,7 +928,7 @@ class _Compiler:
         if not axes:
             return src
         full = self.const(inner.shape, "CS")
-        return f"{fn}(_rt.bc({src}, (_B,) + {full}), axis={axes!r})"
+        return f"_rt.reduce({fn}, {src}, (_B,) + {full}, {axes!r})"
 
     def _vector_select(self, args: list[Any], ctx: Ctx) -> str:
         inner, axes = self._extend_bang(args[0:2], ctx)
@@ -834,13 +974,50 @@ class _Compiler:
         x = self.expr(ast.argument, ctx)
         xs = self.const(np.asarray(ast.lookups.x, dtype=float), "A")
         ys = self.const(np.asarray(ast.lookups.y, dtype=float), "A")
+        self._note(ast, (xs, ys))
         return f"np.interp({x}, {xs}, {ys})"
+
+    def _x_AllocateByPriorityStructure(self, ast: ae.AllocateByPriorityStructure, ctx: Ctx) -> str:
+        # PySD allocates along the last subscript of the request (the component's last)
+        if not ctx.names:
+            raise self.unsupported("ALLOCATE BY PRIORITY without subscripts")
+        outer = Ctx(ctx.names[:-1], ctx.coords[:-1])
+        req = self.expr(ast.request, ctx)
+        pri = self.expr(ast.priority, ctx)
+        width = self.expr(ast.width, outer)
+        supply = self.expr(ast.supply, outer)
+        full = self.const(ctx.shape, "CS")
+        return f"_rt.allocate_by_priority({req}, {pri}, {width}, {supply}, shape=(_B,) + {full})"
+
+    def _x_AllocateAvailableStructure(self, ast: ae.AllocateAvailableStructure, ctx: Ctx) -> str:
+        # PySD allocates along the request's last subscript; the priority profile's
+        # last subscript is its own (pprofile) dim, whatever the equation calls it
+        if not ctx.names or not isinstance(ast.pp, ae.ReferenceStructure):
+            raise self.unsupported("ALLOCATE AVAILABLE without subscripts")
+        pp_el = self.elements[self.by_clean[ast.pp.reference]]
+        subs = list(ast.pp.subscripts.subscripts) if ast.pp.subscripts else []
+        profile_dim = pp_el.dims[-1]
+        pp_ref = ae.ReferenceStructure(
+            ast.pp.reference, ae.SubscriptsReferenceStructure([*subs[:-1], profile_dim])
+        )
+        inner = ctx.extend(profile_dim, list(pp_el.coords[-1]))
+        outer = Ctx(ctx.names[:-1], ctx.coords[:-1])
+        req = self.expr(ast.request, ctx)
+        pp = self.expr(pp_ref, inner)
+        avail = self.expr(ast.avail, outer)
+        full = self.const(ctx.shape, "CS")
+        n_pp = len(pp_el.coords[-1])
+        return (
+            f"_rt.allocate_available({req}, {pp}, {avail}, shape=(_B,) + {full}, n_profile={n_pp})"
+        )
 
     def _x_GameStructure(self, ast: ae.GameStructure, ctx: Ctx) -> str:
         return self.expr(ast.expression, ctx)
 
     # ------------------------------------------------------------------ statefuls
-    def _stateful(self, kind: str, ctx: Ctx, non_negative: bool = False, **args: Any) -> str:
+    def _stateful(
+        self, kind: str, ctx: Ctx, non_negative: bool = False, node: Any = None, **args: Any
+    ) -> str:
         assert self._element is not None
         srcs: dict[str, str] = {}
         refs: dict[str, set[int]] = {}
@@ -908,19 +1085,26 @@ class _Compiler:
         )
         self.statefuls.append(sf)
         self._element.statefuls.append(j)
+        self._note(node, j)
         if kind not in ("initial",):
             self._mark_dynamic()
         return f"o{j}"
 
     def _x_IntegStructure(self, ast: ae.IntegStructure, ctx: Ctx) -> str:
         return self._stateful(
-            "integ", ctx, non_negative=bool(ast.non_negative), flow=ast.flow, initial=ast.initial
+            "integ",
+            ctx,
+            non_negative=bool(ast.non_negative),
+            node=ast,
+            flow=ast.flow,
+            initial=ast.initial,
         )
 
     def _x_SmoothStructure(self, ast: ae.SmoothStructure, ctx: Ctx) -> str:
         return self._stateful(
             "smooth",
             ctx,
+            node=ast,
             input=ast.input,
             smooth_time=ast.smooth_time,
             initial=ast.initial,
@@ -933,6 +1117,7 @@ class _Compiler:
         return self._stateful(
             "delay",
             ctx,
+            node=ast,
             input=ast.input,
             delay_time=ast.delay_time,
             initial=ast.initial,
@@ -943,6 +1128,7 @@ class _Compiler:
         return self._stateful(
             "delayn",
             ctx,
+            node=ast,
             input=ast.input,
             delay_time=ast.delay_time,
             initial=ast.initial,
@@ -951,13 +1137,19 @@ class _Compiler:
 
     def _x_DelayFixedStructure(self, ast: ae.DelayFixedStructure, ctx: Ctx) -> str:
         return self._stateful(
-            "delayfixed", ctx, input=ast.input, delay_time=ast.delay_time, initial=ast.initial
+            "delayfixed",
+            ctx,
+            node=ast,
+            input=ast.input,
+            delay_time=ast.delay_time,
+            initial=ast.initial,
         )
 
     def _x_TrendStructure(self, ast: ae.TrendStructure, ctx: Ctx) -> str:
         return self._stateful(
             "trend",
             ctx,
+            node=ast,
             input=ast.input,
             average_time=ast.average_time,
             initial_trend=ast.initial_trend,
@@ -967,6 +1159,7 @@ class _Compiler:
         return self._stateful(
             "forecast",
             ctx,
+            node=ast,
             input=ast.input,
             average_time=ast.average_time,
             horizon=ast.horizon,
@@ -975,11 +1168,16 @@ class _Compiler:
 
     def _x_SampleIfTrueStructure(self, ast: ae.SampleIfTrueStructure, ctx: Ctx) -> str:
         return self._stateful(
-            "sampleiftrue", ctx, condition=ast.condition, input=ast.input, initial=ast.initial
+            "sampleiftrue",
+            ctx,
+            node=ast,
+            condition=ast.condition,
+            input=ast.input,
+            initial=ast.initial,
         )
 
     def _x_InitialStructure(self, ast: ae.InitialStructure, ctx: Ctx) -> str:
-        return self._stateful("initial", ctx, initial=ast.initial)
+        return self._stateful("initial", ctx, node=ast, initial=ast.initial)
 
 
 def build_program(am: AbstractModel, model_dir: pathlib.Path) -> Program:

@@ -26,6 +26,14 @@ def stack(x: Any, n: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.repeat(full[:, None], n, axis=1)
 
 
+def reduce(ufunc: np.ufunc, x: Any, shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
+    """SUM/PROD/VMIN/VMAX over ``axes`` of ``x`` broadcast to ``shape``."""
+    x = np.asarray(x, dtype=float)
+    if x.shape != shape:
+        x = np.broadcast_to(x, shape)
+    return ufunc.reduce(x, axis=axes)
+
+
 def where(cond: Any, a: Any, b: Any) -> np.ndarray:
     """Vensim's IF THEN ELSE (both branches are evaluated, as NumPy does)."""
     return np.where(np.asarray(cond) != 0, a, b)
@@ -157,9 +165,7 @@ def shift(s: np.ndarray, inp: Any) -> np.ndarray:
     return out
 
 
-def lookup(
-    xq: Any, xs: np.ndarray, ys: np.ndarray, mode: str = "interpolate"
-) -> np.ndarray:
+def lookup(xq: Any, xs: np.ndarray, ys: np.ndarray, mode: str = "interpolate") -> np.ndarray:
     """Evaluate lookup tables at ``xq``.
 
     Parameters
@@ -173,11 +179,47 @@ def lookup(
         (XMILE), or step-wise holding of the previous point.
     """
     xq = np.asarray(xq, dtype=float)
-    if xs.ndim == 1 and ys.ndim == 1 and mode == "interpolate":
-        return np.interp(xq, xs, ys)
+    n = xs.shape[-1]
+    shared_x = not any(xs.strides[:-1])  # one x row broadcast over the cells
+    if shared_x and mode == "interpolate":
+        x1 = xs[(0,) * (xs.ndim - 1)]
+        if not any(ys.strides[:-1]):
+            # one table for every cell: the result varies only where the query does
+            return np.interp(xq, x1, ys[(0,) * (ys.ndim - 1)])
+        # same x for every cell, different y: one searchsorted, then a flat gather
+        if (
+            n >= 2
+            and x1[-1] > x1[-2]  # no padding repeats at the end
+            and ys.flags.c_contiguous
+            and xq.ndim == ys.ndim - 1
+            and xq.shape[1:] == ys.shape[1:-1]
+            and ys.shape[0] in (1, xq.shape[0])
+        ):
+            # clamp first (Vensim holds the end values), then interpolate inside
+            xc = np.minimum(np.maximum(xq, x1[0]), x1[-1])
+            lo = np.minimum(np.searchsorted(x1, xc, side="right") - 1, n - 2)
+            x0 = x1[lo]
+            w = (xc - x0) / (x1[lo + 1] - x0)
+            idx = np.arange(ys.size // n).reshape(ys.shape[:-1]) * n + lo
+            flat = ys.reshape(-1)
+            y0 = flat[idx]
+            return np.asarray(y0 + w * (flat[idx + 1] - y0))
+        shape = np.broadcast_shapes(xq.shape, xs.shape[:-1], ys.shape[:-1])
+        k = np.searchsorted(x1, xq, side="right")
+        lo = np.clip(k - 1, 0, n - 1)
+        hi = np.clip(k, 0, n - 1)
+        ys_b = np.broadcast_to(ys, (*shape, n))
+        lo_b = np.broadcast_to(lo, shape)[..., None]
+        hi_b = np.broadcast_to(hi, shape)[..., None]
+        y0 = np.take_along_axis(ys_b, lo_b, -1)[..., 0]
+        y1v = np.take_along_axis(ys_b, hi_b, -1)[..., 0]
+        x0 = x1[lo]
+        x1h = x1[hi]
+        span = x1h - x0
+        w = np.where(span > 0, (xq - x0) / np.where(span > 0, span, 1.0), 0.0)
+        return np.asarray(y0 + w * (y1v - y0))
     q = xq[..., None]
     shape = np.broadcast_shapes(q.shape[:-1], xs.shape[:-1], ys.shape[:-1])
-    n = xs.shape[-1]
     xs_b = np.broadcast_to(xs, (*shape, n))
     ys_b = np.broadcast_to(ys, (*shape, ys.shape[-1]))
     k = np.sum(xs_b <= q, axis=-1, keepdims=True)
@@ -203,9 +245,7 @@ def lookup(
         lo_slope = (ys_b[..., 1] - ys_b[..., 0]) / (xs_b[..., 1] - xs_b[..., 0])
         hi_slope = (ys_b[..., -1] - ys_b[..., -2]) / (xs_b[..., -1] - xs_b[..., -2])
         out = np.where(xqb < xs_b[..., 0], ys_b[..., 0] + lo_slope * (xqb - xs_b[..., 0]), out)
-        out = np.where(
-            xqb > xs_b[..., -1], ys_b[..., -1] + hi_slope * (xqb - xs_b[..., -1]), out
-        )
+        out = np.where(xqb > xs_b[..., -1], ys_b[..., -1] + hi_slope * (xqb - xs_b[..., -1]), out)
     return np.asarray(out)
 
 
@@ -232,6 +272,68 @@ def vector_select(
         elif act in (3, 9):
             out = np.nanmax(np.where(chosen, arr, -np.inf), axis=axes)
         else:
-            out = np.nanmean(arr, axis=axes)
+            count = np.sum(chosen, axis=axes)
+            out = np.nansum(arr, axis=axes) / np.where(count > 0, count, 1)
     none = ~np.any(chosen, axis=axes)
     return np.where(none, missing, out)
+
+
+def vector_sort_order(vec: Any, direction: Any, *, shape: tuple[int, ...]) -> np.ndarray:
+    """VECTOR SORT ORDER along the last subscript (0-based positions, as PySD)."""
+    order = np.argsort(bc(vec, shape), axis=-1)
+    down = np.asarray(direction, dtype=float) <= 0
+    return np.where(down, np.flip(order, axis=-1), order).astype(float)
+
+
+def vector_rank(vec: Any, direction: Any, *, shape: tuple[int, ...]) -> np.ndarray:
+    """VECTOR RANK along the last subscript (1 for the first in sort order)."""
+    order = vector_sort_order(vec, direction, shape=shape).astype(np.intp)
+    return np.argsort(order, axis=-1).astype(float) + 1.0
+
+
+def vector_reorder(vec: Any, svec: Any, *, shape: tuple[int, ...]) -> np.ndarray:
+    """VECTOR REORDER: ``vec`` taken at the positions ``svec`` along the last subscript."""
+    idx = bc(svec, shape).astype(np.intp)
+    return np.take_along_axis(np.array(bc(vec, shape)), idx, axis=-1)
+
+
+def invert_matrix(mat: Any, *, shape: tuple[int, ...]) -> np.ndarray:
+    """INVERT MATRIX over the last two subscripts."""
+    return np.linalg.inv(bc(mat, shape))
+
+
+def allocate_by_priority(
+    request: Any, priority: Any, width: Any, supply: Any, *, shape: tuple[int, ...]
+) -> np.ndarray:
+    """ALLOCATE BY PRIORITY along the last subscript, cell by cell with PySD's algorithm."""
+    from pysd.py_backend.allocation import _allocate_by_priority_1d
+
+    req = bc(request, shape)
+    pri = bc(priority, shape)
+    wid = bc(width, shape[:-1])
+    sup = bc(supply, shape[:-1])
+    if np.any(req < 0) or np.any(wid <= 0) or np.any(sup < 0):
+        raise ValueError(
+            "ALLOCATE BY PRIORITY needs non-negative requests and supply and a positive width."
+        )
+    out = np.empty(shape)
+    for idx in np.ndindex(*shape[:-1]):
+        out[idx] = _allocate_by_priority_1d(req[idx], pri[idx], float(wid[idx]), float(sup[idx]))
+    return out
+
+
+def allocate_available(
+    request: Any, pp: Any, avail: Any, *, shape: tuple[int, ...], n_profile: int
+) -> np.ndarray:
+    """ALLOCATE AVAILABLE along the last subscript, cell by cell with PySD's algorithm."""
+    from pysd.py_backend.allocation import _allocate_available_1d
+
+    req = bc(request, shape)
+    prof = bc(pp, (*shape, n_profile))
+    av = bc(avail, shape[:-1])
+    if np.any(req < 0) or np.any(av < 0):
+        raise ValueError("ALLOCATE AVAILABLE needs non-negative requests and availability.")
+    out = np.empty(shape)
+    for idx in np.ndindex(*shape[:-1]):
+        out[idx] = _allocate_available_1d(req[idx], prof[idx], float(av[idx]))
+    return out

@@ -22,14 +22,23 @@ from sd_model.compiler import _runtime
 from sd_model.compiler._build import CONTROL_NAMES, Program, Stateful
 from sd_model.integrate import TimeGrid
 
-STATE_KINDS = {"integ", "smooth", "delay", "delayn", "delayfixed", "trend", "forecast",
-               "sampleiftrue"}
+STATE_KINDS = {
+    "integ",
+    "smooth",
+    "delay",
+    "delayn",
+    "delayfixed",
+    "trend",
+    "forecast",
+    "sampleiftrue",
+}
 DISCRETE_KINDS = {"delayfixed", "sampleiftrue"}
 _ORDERED = {"smooth", "delay", "delayn", "delayfixed"}
 
 
-def _toposort(nodes: Sequence[int], deps: Mapping[int, set[int]], names: Sequence[str],
-              phase: str) -> list[int]:
+def _toposort(
+    nodes: Sequence[int], deps: Mapping[int, set[int]], names: Sequence[str], phase: str
+) -> list[int]:
     """Depth-first topological order; a cycle raises naming its elements."""
     order: list[int] = []
     state: dict[int, int] = {}
@@ -51,7 +60,7 @@ def _toposort(nodes: Sequence[int], deps: Mapping[int, set[int]], names: Sequenc
                 continue
             st = state.get(nxt, 0)
             if st == 1:
-                cycle = [*path[path.index(nxt):], nxt]
+                cycle = [*path[path.index(nxt) :], nxt]
                 raise UnsupportedFeatureError(
                     f"Circular definition in the {phase}: "
                     + " -> ".join(f"'{names[c]}'" for c in cycle)
@@ -76,13 +85,21 @@ class Code:
     obs_names: tuple[int, ...]
 
 
-def _assembly(prog: Program, i: int) -> list[str]:
+def _assembly(prog: Program, i: int, full: bool) -> list[str]:
     el = prog.elements[i]
     if len(el.components) == 1 and el.components[0].direct:
         src = el.components[0].src
-        if el.kind == "stock" and src.startswith("o") and src[1:].isdigit():
+        if (
+            src.startswith("o")
+            and src[1:].isdigit()
+            and prog.statefuls[int(src[1:])].kind
+            in ("integ", "sampleiftrue", "delayfixed", "initial", "active_initial")
+        ):
             return [f"v{i} = {src}"]
-        return [f"v{i} = _rt.bc({src}, E{i})"]
+        if full or i in prog.fancy or not (el.refs or el.statefuls):
+            return [f"v{i} = _rt.bc({src}, E{i})"]
+        # NumPy broadcasting aligns the (possibly size-1) axes where it is read
+        return [f"v{i} = {src}"]
     lines = [f"v{i} = np.full(E{i}, _NAN)"]
     for k, comp in enumerate(el.components):
         if comp.direct:
@@ -175,19 +192,28 @@ def _ddt(sf: Stateful) -> list[str]:
     j, a = sf.index, sf.args
     d = f"_D[:, SL{j}]"
     if sf.kind == "integ":
-        return [f"{d} = _rt.bc({a['flow']}, Q{j}).reshape(_B, -1)"]
+        # a view of the block (splitting the contiguous last axis never copies)
+        return [f"_D[:, SL{j}].reshape(Q{j})[...] = {a['flow']}"]
+    if sf.kind == "smooth" and a["order"] == "1.0":
+        # first order: no stage shifting needed
+        return [
+            f"_D[:, SL{j}].reshape(QS{j})[:, 0] = (({a['input']}) - s{j}[:, 0]) / "
+            f"({a['smooth_time']})"
+        ]
     if sf.kind == "smooth":
-        return [f"{d} = _rt.smooth_ddt(s{j}, {a['input']}, {a['smooth_time']}, N{j})"
-                ".reshape(_B, -1)"]
+        return [
+            f"{d} = _rt.smooth_ddt(s{j}, {a['input']}, {a['smooth_time']}, N{j}).reshape(_B, -1)"
+        ]
     if sf.kind == "delayn":
-        return [f"{d} = _rt.delayn_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j})"
-                ".reshape(_B, -1)"]
+        return [
+            f"{d} = _rt.delayn_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j}).reshape(_B, -1)"
+        ]
     if sf.kind == "delay":
-        return [f"{d} = _rt.delay_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j})"
-                ".reshape(_B, -1)"]
+        return [f"{d} = _rt.delay_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j}).reshape(_B, -1)"]
     if sf.kind in ("trend", "forecast"):
-        return [f"{d} = _rt.bc((({a['input']}) - s{j}) / ({a['average_time']}), Q{j})"
-                ".reshape(_B, -1)"]
+        return [
+            f"_D[:, SL{j}].reshape(Q{j})[...] = (({a['input']}) - s{j}) / ({a['average_time']})"
+        ]
     return []
 
 
@@ -231,7 +257,8 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
             init_deps[e.index] |= sfs[j].init_refs
             dyn_deps[e.index] |= sfs[j].dyn_refs
     for i in forced:
-        dyn_deps[i] = set()
+        if els[i].kind != "data":
+            dyn_deps[i] = set()
     # dynamic elements: read time or state, or depend on something that does
     dynamic = {
         e.index
@@ -270,7 +297,7 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
     for i in init_order:
         for j in els[i].statefuls:
             lines += [ind + x for x in _pre_init(sfs[j])]
-        lines += [ind + x for x in _assembly(prog, i)]
+        lines += [ind + x for x in _assembly(prog, i, True)]
         if i in overridable or i in forced:
             lines.append(f"{ind}v{i} = _OV({i}, v{i})")
     lines.append(ind + "return locals()")
@@ -281,12 +308,15 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
         for sf in state_sfs:
             out.append(f"{ind}s{sf.index} = _Y[:, SL{sf.index}].reshape(QS{sf.index})")
         for i in order:
-            if i in forced:
+            if i in forced and els[i].kind != "data":
                 out.append(f"{ind}v{i} = _TS({i}, _T)")
                 continue
             for j in els[i].statefuls:
                 out += [ind + x for x in _pre_dyn(sfs[j])]
-            out += [ind + x for x in _assembly(prog, i)]
+            out += [ind + x for x in _assembly(prog, i, False)]
+            if i in forced:
+                # data replaced by a time series in some scenarios only
+                out.append(f"{ind}v{i} = _TSM({i}, _T, v{i})")
         return out
 
     rhs = ["def _rhs(_T, _y, _dt):", *body([i for i in dyn_order if i in need])]
@@ -311,7 +341,7 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
     rhs_src = "\n".join(rhs) + "\n"
 
     obs = ["def _obs(_T, _y):", *body(dyn_order)]
-    obs_names = tuple(i for i in dyn_order)
+    obs_names = tuple(i for i in dyn_order if not els[i].hidden)
     obs.append(ind + "return (" + "".join(f"v{i}, " for i in obs_names) + ")")
     obs_src = "\n".join(obs) + "\n"
     full = init_src + "\n" + rhs_src + "\n" + obs_src
@@ -353,13 +383,14 @@ class CompiledSystem:
         consts, series, tables = self._parse_overrides(overrides)
         base_dynamic = code_for(frozenset()).dynamic
         for i in [*consts, *series]:
-            if i in base_dynamic:
+            if i in base_dynamic and els[i].kind != "data":
                 el = els[i]
                 raise ParameterError(
                     f"'{el.py_name}' ({el.name}) depends on time or on stocks; only constants "
                     "and lookups can be overridden."
                 )
         forced = frozenset(i for i, per in series.items() if per)
+        self._forced = forced
         code: Code = code_for(forced)
         self.code = code
         ns: dict[str, Any] = {
@@ -385,7 +416,7 @@ class CompiledSystem:
             if e.kind == "lookup":
                 assert e.lookup_tables is not None
                 lx, ly = tables.get(e.index, e.lookup_tables)
-                ns[f"LX{e.index}"], ns[f"LY{e.index}"] = lx, ly
+                ns[f"LX{e.index}"], ns[f"LY{e.index}"] = _compress(lx), _compress(ly)
         for sf in prog.statefuls:
             ns[f"Q{sf.index}"] = (B, *sf.ctx.shape)
 
@@ -414,6 +445,14 @@ class CompiledSystem:
             return out
 
         ns["_TS"] = ts
+
+        def ts_merge(i: int, t: float, default: np.ndarray) -> np.ndarray:
+            out = np.array(np.broadcast_to(default, (B, *els[i].shape)), dtype=float)
+            for b, s in series[i].items():
+                out[b] = _interp_series(s, t)
+            return out
+
+        ns["_TSM"] = ts_merge
         # state layout
         offset = 0
         labels: list[str] = []
@@ -448,6 +487,7 @@ class CompiledSystem:
                     )
                 n = round(max(first / grid.time_step, 1) + _runtime.SMALL_VENSIM)
                 z = np.repeat(np.asarray(z)[:, None], n, axis=1)
+                ns[f"N{j}"] = n
                 ns[f"QS{j}"] = (B, n, *sf.ctx.shape)
                 self._discrete.append(f"DELAY FIXED in '{sf.label}'")
             else:
@@ -474,9 +514,12 @@ class CompiledSystem:
         self._obs = ns["_obs"]
         self._init_values = init
         self._breakpoints = self._compute_breakpoints(init, code.dynamic)
+        self._prepare_observe()
 
     # ------------------------------------------------------------------ overrides
-    def _parse_overrides(self, overrides: Sequence[Mapping[str, object]]) -> tuple[
+    def _parse_overrides(
+        self, overrides: Sequence[Mapping[str, object]]
+    ) -> tuple[
         dict[int, dict[int, np.ndarray]],
         dict[int, dict[int, pd.Series]],
         dict[int, tuple[np.ndarray, np.ndarray]],
@@ -499,6 +542,12 @@ class CompiledSystem:
                 el = prog.elements[prog.by_py_name[key]]
                 if el.kind == "lookup":
                     lk.setdefault(el.index, {})[b] = _lookup_override(el, value)
+                    continue
+                if el.kind == "data":
+                    # data variables are time series already: any override replaces one
+                    if not isinstance(value, pd.Series):
+                        value = pd.Series([_const_override(el, value)], index=[0.0])
+                    series.setdefault(el.index, {})[b] = value.sort_index()
                     continue
                 if el.kind == "stock" or el.statefuls or el.uses_time:
                     raise ParameterError(
@@ -562,20 +611,137 @@ class CompiledSystem:
         """Every variable at ``(t, y)``, each shaped ``(B, *dims)``."""
         with np.errstate(all="ignore"):
             dyn = self._obs(float(t), y)
+        out = dict(self._constant_outputs)
+        for e, val in zip(self._observed, dyn, strict=True):
+            full = (self.batch, *e.shape)
+            if np.shape(val) == full:
+                out[e.py_name] = np.array(val, dtype=float)  # a copy: values may view y
+            else:
+                out[e.py_name] = np.array(np.broadcast_to(val, full), dtype=float)
+        return out
+
+    def _prepare_observe(self) -> None:
+        """Constants are observed once; their arrays are shared (read-only)."""
         prog = self._prog
         B = self.batch
-        out: dict[str, np.ndarray] = {}
-        dyn_map = dict(zip(self.code.obs_names, dyn, strict=True))
+        dynamic = set(self.code.obs_names)
+        self._observed = [prog.elements[i] for i in self.code.obs_names]
+        consts: dict[str, np.ndarray] = {}
         for e in prog.elements:
-            if e.kind == "lookup":
+            if e.kind == "lookup" or e.hidden or e.index in dynamic:
                 continue
-            val = dyn_map.get(e.index)
-            if val is None:
-                val = self._ns[f"v{e.index}"]
-            out[e.py_name] = np.array(np.broadcast_to(val, (B, *e.shape)), dtype=float)
+            arr = np.array(np.broadcast_to(self._ns[f"v{e.index}"], (B, *e.shape)), dtype=float)
+            arr.flags.writeable = False
+            consts[e.py_name] = arr
         for py_name, short in CONTROL_NAMES.items():
-            out[py_name] = np.full(B, float(self._ns[short]))
-        return out
+            arr = np.full(B, float(self._ns[short]))
+            arr.flags.writeable = False
+            consts[py_name] = arr
+        self._constant_outputs = consts
+
+    # ------------------------------------------------------------------ numba kernel
+    def run_euler(self) -> Any:
+        """The whole Euler run in one numba-compiled kernel, or None when not possible.
+
+        Gives the same result as ``integrate(system, grid, SolverOptions("euler"))``
+        (an :class:`sd_model.integrate.IntegrationResult`) without a Python call per
+        step. Returns None when numba is not installed or the model uses something the
+        kernel does not cover (see :mod:`sd_model.compiler._kernel`).
+
+        Raises
+        ------
+        sd_model.IntegrationError
+            When the state becomes NaN or infinite.
+        """
+        from sd_model.compiler import _kernel
+        from sd_model.integrate import IntegrationResult
+
+        if self._forced or not _kernel.numba_available():
+            return None
+        try:
+            ks = _kernel.generate_kernel(self._prog, self.code.dynamic, self.code.obs_names)
+        except _kernel.KernelUnsupported:
+            return None
+        fn = _kernel.compile_kernel(ks)
+        if fn is None:
+            return None
+        ns = self._ns
+        g = self.grid
+        B = self.batch
+        save_times = g.save_times()
+        n_steps = g.n_steps()
+        dt = g.time_step
+        step_times = g.initial_time + dt * np.arange(n_steps + 1)
+        tol = dt * 1e-5
+        save = np.zeros(n_steps + 1, dtype=np.bool_)
+        saved: list[float] = []
+        for ts in save_times:
+            k = int(np.argmin(np.abs(step_times - ts)))
+            if abs(step_times[k] - ts) <= tol:
+                save[k] = True
+                saved.append(float(ts))
+        n_save = int(save.sum())
+        offs = np.zeros(len(self._prog.statefuls), dtype=np.int64)
+        nord = np.ones(len(self._prog.statefuls), dtype=np.int64)
+        for sf in self._prog.statefuls:
+            if f"SL{sf.index}" in ns:
+                offs[sf.index] = ns[f"SL{sf.index}"].start
+            if f"N{sf.index}" in ns:
+                nord[sf.index] = ns[f"N{sf.index}"]
+        args = []
+        for name in ks.args:
+            value = ks.extra[name] if name in ks.extra else ns[name]
+            if isinstance(value, np.ndarray):
+                value = np.ascontiguousarray(value, dtype=value.dtype)
+            elif isinstance(value, int | float):
+                value = float(value)
+            args.append(value)
+        out = np.empty((n_save, B * self.n_state))
+        els = self._prog.elements
+        obs = tuple(np.empty((n_save, B, *els[i].shape)) for i in ks.observed)
+        with np.errstate(all="ignore"):
+            result = _kernel.call_kernel(
+                ks,
+                fn,
+                self._y0.copy(),
+                float(g.initial_time),
+                float(dt),
+                n_steps,
+                save,
+                out,
+                obs,
+                B,
+                self.n_state,
+                offs,
+                nord,
+                *args,
+            )
+        if result is None:
+            return None
+        status, where = result
+        if status >= 0:
+            t_bad = g.initial_time + status * dt
+            label = self._labels[where] if where < len(self._labels) else f"state[{where}]"
+            from sd_model._errors import IntegrationError
+
+            raise IntegrationError(
+                f"The integration produced a non-finite value for {label} at time {t_bad:g}. "
+                "Check the model's equations near that time (division by zero, overflow), "
+                "or use a smaller time step or an adaptive method."
+            )
+        observations = []
+        for k in range(n_save):
+            o = dict(self._constant_outputs)
+            for m, i in enumerate(ks.observed):
+                o[els[i].py_name] = obs[m][k]
+            observations.append(o)
+        return IntegrationResult(
+            times=np.asarray(saved),
+            states=out,
+            observations=observations,
+            nfev=n_steps,
+            method="euler",
+        )
 
     # ------------------------------------------------------------------ breakpoints
     def _compute_breakpoints(self, init: Mapping[str, Any], dynamic: frozenset[int]) -> list[float]:
@@ -590,10 +756,10 @@ class CompiledSystem:
             try:
                 with np.errstate(all="ignore"):
                     args = [
-                        np.atleast_1d(np.asarray(eval(src, env), dtype=float)).ravel()  # noqa: S307
+                        np.atleast_1d(np.asarray(eval(src, env), dtype=float)).ravel()
                         for src in bp.args
                     ]
-            except Exception:  # noqa: BLE001 - a breakpoint is an optimisation only
+            except Exception:
                 continue
             times: list[float] = []
             if bp.kind == "step":
@@ -625,6 +791,17 @@ class CompiledSystem:
         return sorted(x for x in out if g.initial_time < x < g.final_time)
 
 
+def _compress(arr: np.ndarray) -> np.ndarray:
+    """A table whose rows are all equal becomes a broadcast view of one row.
+
+    The lookup helper recognises the zero strides and interpolates once.
+    """
+    flat = arr.reshape(-1, arr.shape[-1])
+    if np.array_equal(flat, np.broadcast_to(flat[0], flat.shape), equal_nan=True):
+        return np.broadcast_to(flat[0], arr.shape)
+    return arr
+
+
 def _labels(sf: Stateful, shape: tuple[int, ...]) -> list[str]:
     ctx = sf.ctx
     cells = [""]
@@ -639,9 +816,7 @@ def _labels(sf: Stateful, shape: tuple[int, ...]) -> list[str]:
         return [f"{sf.label}{c}" for c in cells]
     kind = sf.kind.upper()
     if len(shape) > len(ctx.coords):
-        return [
-            f"{kind}({sf.label}){c}#{stage}" for stage in range(shape[0]) for c in cells
-        ]
+        return [f"{kind}({sf.label}){c}#{stage}" for stage in range(shape[0]) for c in cells]
     return [f"{kind}({sf.label}){c}" for c in cells]
 
 
@@ -667,14 +842,16 @@ def _const_override(el: Any, value: object) -> np.ndarray:
                 f"({', '.join(el.dims) or 'scalar'}) does not have."
             )
         template = xr.DataArray(
-            np.zeros(shape), dict(zip(el.dims, [list(c) for c in el.coords], strict=True)),
+            np.zeros(shape),
+            dict(zip(el.dims, [list(c) for c in el.coords], strict=True)),
             list(el.dims),
         )
         try:
             value = value.broadcast_like(template).transpose(*el.dims)
-            arr = np.asarray(value.sel({d: list(c) for d, c in zip(el.dims, el.coords,
-                                                                     strict=True)}).values,
-                             dtype=float)
+            arr = np.asarray(
+                value.sel({d: list(c) for d, c in zip(el.dims, el.coords, strict=True)}).values,
+                dtype=float,
+            )
         except (KeyError, ValueError) as exc:
             raise ParameterError(
                 f"Override of '{el.py_name}' does not match its coords: {exc}"
