@@ -524,7 +524,7 @@ class Model:
     def _run_compiled(
         self, compiled: Any, overrides: dict[str, Any], grid: TimeGrid, options: SolverOptions
     ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-        system = compiled.system([overrides], grid)
+        system = compiled.system([overrides], grid, continuous=options.adaptive)
         result = integrate(system, grid, options)
         _report_messages(result.messages)
         values: dict[str, np.ndarray] = {}

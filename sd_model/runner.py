@@ -430,7 +430,7 @@ def _integrate_compiled(
     overrides = _compiled_overrides(
         model, [job.scenarios[b] for b in members], job.swept, job.first + members[0]
     )
-    system = compiled.system(overrides, job.grid)
+    system = compiled.system(overrides, job.grid, continuous=job.options.adaptive)
     res = integrate(system, job.grid, job.options)
     if len(res.times) != job.n_times:
         raise SDModelError(

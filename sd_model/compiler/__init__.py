@@ -190,7 +190,13 @@ class CompiledModel:
         c = self.control
         return TimeGrid(c["initial_time"], c["final_time"], c["time_step"], c["saveper"])
 
-    def system(self, overrides: Sequence[Mapping[str, object]], grid: TimeGrid) -> CompiledSystem:
+    def system(
+        self,
+        overrides: Sequence[Mapping[str, object]],
+        grid: TimeGrid,
+        *,
+        continuous: bool = False,
+    ) -> CompiledSystem:
         """Bind the model to one overrides mapping per scenario and a time grid.
 
         Parameters
@@ -203,6 +209,10 @@ class CompiledModel:
             table indexed by x).
         grid : TimeGrid
             Initial and final time, time step and saving interval.
+        continuous : bool
+            True for adaptive methods: STEP and PULSE switch exactly at their times
+            and DELAY N uses the current delay time in every stage; False (fixed-step
+            methods) reproduces PySD's and Vensim's grid devices.
 
         Returns
         -------
@@ -214,7 +224,7 @@ class CompiledModel:
         sd_model.ParameterError
             For unknown names, non-constant targets or badly shaped values.
         """
-        return CompiledSystem(self._program, self._code_for, overrides, grid)
+        return CompiledSystem(self._program, self._code_for, overrides, grid, continuous=continuous)
 
 
 def _limits(limits: Any) -> tuple[float | None, float | None]:

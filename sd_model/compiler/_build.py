@@ -947,18 +947,20 @@ class _Compiler:
         self._mark_dynamic()
         self.breakpoints.append(Breakpoint(fname, srcs, col.refs, col.dynamic))
         if fname == "step":
-            return f"_rt.step(_T, DT, {srcs[0]}, {srcs[1]})"
+            return f"_rt.step(_T, HS, {srcs[0]}, {srcs[1]})"
         if fname == "pulse":
-            return f"_rt.pulse(_T, DT, {srcs[0]}, width={srcs[1]})"
+            return f"_rt.pulse(_T, DT, {srcs[0]}, width={srcs[1]}, eps=EPS)"
         if fname == "Xpulse":
-            return f"_rt.pulse(_T, DT, {srcs[0]}, magnitude={srcs[1]})"
+            return f"_rt.pulse(_T, DT, {srcs[0]}, magnitude={srcs[1]}, eps=EPS)"
         if fname == "pulse_train":
             return (
                 f"_rt.pulse(_T, DT, {srcs[0]}, repeat_time={srcs[1]}, width={srcs[2]}, "
-                f"end={srcs[3]})"
+                f"end={srcs[3]}, eps=EPS)"
             )
         if fname == "Xpulse_train":
-            return f"_rt.pulse(_T, DT, {srcs[0]}, repeat_time={srcs[1]}, magnitude={srcs[2]})"
+            return (
+                f"_rt.pulse(_T, DT, {srcs[0]}, repeat_time={srcs[1]}, magnitude={srcs[2]}, eps=EPS)"
+            )
         if fname == "ramp":
             return f"_rt.ramp(_T, {srcs[0]}, {srcs[1]}, {srcs[2]})"
         return f"_rt.ramp(_T, {srcs[0]}, {srcs[1]})"

@@ -73,9 +73,15 @@ def log(x: Any, base: Any) -> np.ndarray:
     return np.log(x) / np.log(base)
 
 
-def step(t: float, dt: float, value: Any, tstep: Any) -> np.ndarray:
-    """STEP: ``value`` from ``tstep`` on (PySD compares with ``t + dt/2``)."""
-    return value * (np.asarray(t + dt / 2 > tstep, dtype=float))
+def step(t: float, half: float, value: Any, tstep: Any) -> np.ndarray:
+    """STEP: ``value`` from ``tstep`` on.
+
+    ``half`` is half the time step for fixed-step methods (PySD and Vensim compare with
+    ``t + dt/2`` so that Euler's grid never straddles the switch) and 0 for adaptive
+    methods, which integrate up to the breakpoint and switch exactly there.
+    """
+    on = t + half > tstep if half > 0 else t >= tstep
+    return value * (np.asarray(on, dtype=float))
 
 
 def ramp(t: float, slope: Any, start: Any, finish: Any = None) -> np.ndarray:
@@ -92,15 +98,20 @@ def pulse(
     width: Any = None,
     magnitude: Any = None,
     end: Any = None,
+    eps: float = SMALL_VENSIM,
 ) -> np.ndarray:
-    """PULSE, PULSE TRAIN and XMILE's PULSE, vectorized copy of PySD's ``pulse``."""
+    """PULSE, PULSE TRAIN and XMILE's PULSE, vectorized copy of PySD's ``pulse``.
+
+    ``eps`` is PySD's tolerance for Euler's grid; adaptive methods pass 0 so the pulse
+    starts exactly at its breakpoint.
+    """
     start = np.asarray(start, dtype=float)
     width = 0.5 * dt if width is None else np.asarray(width, dtype=float)
     out = 1.0 if magnitude is None else np.asarray(magnitude, dtype=float) / dt
     repeat = np.asarray(repeat_time, dtype=float)
-    single = (start - SMALL_VENSIM <= t) & (t < start + width)
+    single = (start - eps <= t) & (t < start + width)
     safe_repeat = np.where(repeat == 0, 1.0, repeat)
-    in_train = (start <= t) & ((t - start + SMALL_VENSIM) % safe_repeat < width)
+    in_train = (start <= t) & ((t - start + eps) % safe_repeat < width)
     if end is not None:
         in_train = in_train & (t < np.asarray(end, dtype=float))
     on = np.where(repeat == 0, single, in_train)
@@ -130,16 +141,21 @@ def delay_ddt(s: np.ndarray, inp: Any, dtime: Any, n: int) -> np.ndarray:
     return (inflows - outflows) * n
 
 
-def delayn_ddt(s: np.ndarray, inp: Any, dtime: Any, n: int) -> np.ndarray:
+def delayn_ddt(s: np.ndarray, inp: Any, dtime: Any, n: int, continuous: bool = False) -> np.ndarray:
     """Derivative of PySD's DELAY N: ``s`` holds ``n`` stages then ``n`` stage delay times.
 
-    PySD shifts the remembered delay times by one stage at each derivative call and
-    puts the current delay time first; the stage outflows use those times.
+    PySD shifts the remembered delay times by one stage at each (Euler) step and puts
+    the current delay time first; the stage outflows use those times. That memory is a
+    device of the fixed step: adaptive methods (``continuous``) use the current delay
+    time in every stage, the limit of PySD's scheme as the step goes to zero.
     """
     st, times = s[:, :n], s[:, n:]
     new_times = np.empty_like(times)
-    new_times[:, 0] = dtime
-    new_times[:, 1:] = times[:, :-1]
+    if continuous:
+        new_times[...] = _stage(dtime)
+    else:
+        new_times[:, 0] = dtime
+        new_times[:, 1:] = times[:, :-1]
     outflows = st / new_times
     inflows = np.empty_like(st)
     inflows[:, 0] = inp

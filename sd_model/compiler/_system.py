@@ -169,7 +169,7 @@ def _pre_dyn(sf: Stateful) -> list[str]:
     if sf.kind == "delay":
         return [f"o{j} = s{j}[:, -1] / ({a['delay_time']})"]
     if sf.kind == "delayn":
-        return [f"o{j} = s{j}[:, N{j} - 1] / s{j}[:, N{j}]"]
+        return [f"o{j} = s{j}[:, N{j} - 1] / (({a['delay_time']}) if CONT else s{j}[:, N{j}])"]
     if sf.kind == "delayfixed":
         return [f"o{j} = s{j}[:, 0]"]
     if sf.kind == "trend":
@@ -206,7 +206,8 @@ def _ddt(sf: Stateful) -> list[str]:
         ]
     if sf.kind == "delayn":
         return [
-            f"{d} = _rt.delayn_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j}).reshape(_B, -1)"
+            f"{d} = _rt.delayn_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j}, CONT)"
+            ".reshape(_B, -1)"
         ]
     if sf.kind == "delay":
         return [f"{d} = _rt.delay_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j}).reshape(_B, -1)"]
@@ -373,6 +374,8 @@ class CompiledSystem:
         code_for: Any,
         overrides: Sequence[Mapping[str, object]],
         grid: TimeGrid,
+        *,
+        continuous: bool = False,
     ) -> None:
         if len(overrides) < 1:
             raise ParameterError("system() needs at least one overrides mapping (one scenario).")
@@ -403,6 +406,10 @@ class CompiledSystem:
             "TI": float(grid.initial_time),
             "TF": float(grid.final_time),
             "DT": float(grid.time_step),
+            # Adaptive methods integrate the continuous STEP/PULSE/DELAY N (see _runtime).
+            "CONT": continuous,
+            "HS": 0.0 if continuous else float(grid.time_step) / 2,
+            "EPS": 0.0 if continuous else _runtime.SMALL_VENSIM,
             "SP": float(grid.saveper),
         }
         ns.update(prog.consts)
