@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         help="override a parameter (repeatable); NAME[Element]=VALUE sets one element; "
         "VALUE may be YAML, e.g. '{North: 1, South: 2}'",
     )
+    run.add_argument(
+        "--jit",
+        action="store_true",
+        help="with --method euler on the compiled backend, run in a numba kernel "
+        "(first compilation takes seconds to a minute, then cached)",
+    )
     for flag in ("initial-time", "final-time", "saveper", "time-step", "rtol", "atol", "max-step"):
         run.add_argument(f"--{flag}", type=float)
 
@@ -129,6 +135,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         value = getattr(args, attr)
         if value is not None:
             kwargs[key] = value
+    if args.jit:
+        kwargs["jit"] = True
     params = _parse_set(args.set)
     target = Path(args.target)
     if target.suffix.lower() in SCENARIO_SUFFIXES:

@@ -383,6 +383,7 @@ class Model:
         saveper: float | None = None,
         time_step: float | None = None,
         scenario: str = "",
+        jit: bool = False,
     ) -> xr.Dataset:
         """Simulate the model and return the results as a Dataset.
 
@@ -407,6 +408,12 @@ class Model:
             Replace the model file's time settings.
         scenario : str
             A name recorded in the attrs.
+        jit : bool
+            With ``method="euler"`` on the compiled backend, run all steps in one
+            numba-compiled kernel (needs numba: ``pip install sd_model[fast]``). The
+            first compilation of a model takes seconds to a minute and is cached in
+            ``$SD_MODEL_CACHE/kernels``; afterwards single runs are several times
+            faster. Falls back to the NumPy path when the kernel cannot run the model.
 
         Returns
         -------
@@ -451,7 +458,9 @@ class Model:
                 )
         try:
             if used == "compiled":
-                values, times, nfev = self._run_compiled(compiled, overrides, grid, options)
+                values, times, nfev = self._run_compiled(
+                    compiled, overrides, grid, options, jit=jit
+                )
                 variables = _with_time_series(compiled.variables, overrides)
                 coords = compiled.coords
             else:
@@ -522,10 +531,20 @@ class Model:
         return values, result.times, result.nfev
 
     def _run_compiled(
-        self, compiled: Any, overrides: dict[str, Any], grid: TimeGrid, options: SolverOptions
+        self,
+        compiled: Any,
+        overrides: dict[str, Any],
+        grid: TimeGrid,
+        options: SolverOptions,
+        *,
+        jit: bool = False,
     ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
         system = compiled.system([overrides], grid, continuous=options.adaptive)
-        result = integrate(system, grid, options)
+        result = None
+        if jit and options.method == "euler":
+            result = system.run_euler()  # None when numba or the kernel cannot run it
+        if result is None:
+            result = integrate(system, grid, options)
         _report_messages(result.messages)
         values: dict[str, np.ndarray] = {}
         for var in _with_time_series(compiled.variables, overrides):

@@ -46,3 +46,13 @@ def test_backends_agree_under_rk45(corpus: Path, relpath: str) -> None:
 @pytest.mark.parametrize("relpath", LOCAL)
 def test_backends_agree_on_local_models(relpath: str) -> None:
     _compare(sd_model.load(ROOT / relpath))
+
+
+@pytest.mark.slow
+def test_jit_kernel_matches_numpy_path() -> None:
+    pytest.importorskip("numba")
+    model = sd_model.load(ROOT / "models" / "example_regions.mdl")
+    a = model.run(backend="compiled", method="euler")
+    b = model.run(backend="compiled", method="euler", jit=True)
+    np.testing.assert_allclose(b["population"].values, a["population"].values, rtol=1e-12)
+    np.testing.assert_allclose(b["capital"].values, a["capital"].values, rtol=1e-12)
