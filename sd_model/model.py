@@ -312,11 +312,16 @@ class Model:
             saveper=float(sp),
         )
 
-    def _choose_method(self, method: str | None) -> str:
+    def resolve_method(self, method: str | None) -> Method:
+        """The integration method a run uses: ``method``, or the model file's declared one.
+
+        Warns (:class:`SDModelWarning`) when the file declares a method sd_model lacks,
+        or a non-Euler method other than the one chosen.
+        """
         declared = self.declared_method
         if method is None:
             if declared in METHODS:
-                return str(declared)
+                return declared  # type: ignore[return-value]
             if declared is not None:
                 warnings.warn(
                     f"{self.path.name} declares integration method {declared!r}, which "
@@ -334,7 +339,7 @@ class Model:
                 SDModelWarning,
                 stacklevel=3,
             )
-        return method
+        return method  # type: ignore[return-value]
 
     def compiled(self) -> Any:
         """The model compiled to NumPy (``backend='compiled'``).
@@ -433,8 +438,8 @@ class Model:
         """
         if backend not in BACKENDS:
             raise SDModelError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-        chosen = self._choose_method(method)
-        options = SolverOptions(method=chosen, rtol=rtol, atol=atol, max_step=max_step)  # type: ignore[arg-type]
+        chosen = self.resolve_method(method)
+        options = SolverOptions(method=chosen, rtol=rtol, atol=atol, max_step=max_step)
         grid = self.time_grid(
             initial_time=initial_time, final_time=final_time, saveper=saveper, time_step=time_step
         )

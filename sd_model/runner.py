@@ -56,7 +56,7 @@ from sd_model._errors import (
 )
 from sd_model._meta import VariableInfo
 from sd_model.backends import BACKENDS, BackendName
-from sd_model.integrate import METHODS, Method, SolverOptions, TimeGrid, integrate
+from sd_model.integrate import Method, SolverOptions, TimeGrid, integrate
 from sd_model.overrides import normalize_name
 from sd_model.results import build_dataset, write_atomic
 from sd_model.sampling import SampleSpec, draw, grid_axis
@@ -676,24 +676,6 @@ def _choose_backend(model: Any, backend: BackendName) -> tuple[Literal["compiled
         return "pysd", str(exc)
 
 
-def _choose_method(model: Any, method: str | None) -> Method:
-    if method is not None:
-        if method not in METHODS:
-            raise SDModelError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
-        return method  # type: ignore[return-value]
-    declared = model.declared_method
-    if declared in METHODS:
-        return declared
-    if declared is not None:
-        warnings.warn(
-            f"{model.path.name} declares integration method {declared!r}, which sd_model "
-            "does not have; using 'euler'. Pass method= to choose.",
-            SDModelWarning,
-            stacklevel=3,
-        )
-    return "euler"
-
-
 def _progress_mode(progress: bool | str | None) -> ProgressMode | None:
     if progress is None:
         return "bar" if sys.stderr.isatty() else None
@@ -739,7 +721,7 @@ def _prepare(
     name: str,
 ) -> _Setup:
     """Check everything a sweep needs before anything runs; fix its spec and attrs."""
-    solver = SolverOptions(method=_choose_method(model, method), **options)
+    solver = SolverOptions(method=model.resolve_method(method), **options)
     tgrid = model.time_grid(**times)
     saved = tgrid.save_times() if solver.adaptive else _fixed_step_times(tgrid)
     sample_spec = SampleSpec.from_mapping(samples).resolved() if samples is not None else None
