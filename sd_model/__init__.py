@@ -14,6 +14,7 @@ from sd_model._errors import (
     ScenarioError,
     SDModelError,
     SDModelWarning,
+    SettingsError,
     UnsupportedFeatureError,
 )
 from sd_model.compare import compare, disparity_table, fit_table
@@ -37,6 +38,7 @@ __all__ = [
     "SampleSpec",
     "Scenario",
     "ScenarioError",
+    "SettingsError",
     "SolverOptions",
     "TimeGrid",
     "UnsupportedFeatureError",

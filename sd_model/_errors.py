@@ -26,6 +26,10 @@ class ScenarioError(SDModelError):
     """A scenario file is malformed."""
 
 
+class SettingsError(SDModelError, ValueError):
+    """Invalid time or solver settings (negative step, final time before initial time...)."""
+
+
 class IntegrationError(SDModelError):
     """The integration failed (NaN/inf, step-size collapse, solver failure)."""
 

@@ -183,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SDModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # unwritable output, a folder named like the output file...
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

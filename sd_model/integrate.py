@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol, get_args
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from sd_model._errors import IntegrationError, UnsupportedFeatureError
+from sd_model._errors import IntegrationError, SettingsError, UnsupportedFeatureError
 
 Method = Literal["euler", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"]
 FIXED_STEP_METHODS: frozenset[str] = frozenset({"euler", "rk4"})
@@ -58,15 +58,15 @@ class SolverOptions:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(
+            raise SettingsError(
                 f"Unknown integration method {self.method!r}; choose one of {', '.join(METHODS)}."
             )
         if not (self.rtol > 0 and math.isfinite(self.rtol)):
-            raise ValueError(f"rtol must be a positive number, got {self.rtol!r}.")
+            raise SettingsError(f"rtol must be a positive number, got {self.rtol!r}.")
         if not (self.atol > 0 and math.isfinite(self.atol)):
-            raise ValueError(f"atol must be a positive number, got {self.atol!r}.")
+            raise SettingsError(f"atol must be a positive number, got {self.atol!r}.")
         if self.max_step is not None and not self.max_step > 0:
-            raise ValueError(f"max_step must be positive, got {self.max_step!r}.")
+            raise SettingsError(f"max_step must be positive, got {self.max_step!r}.")
 
     @property
     def adaptive(self) -> bool:
@@ -97,21 +97,23 @@ class TimeGrid:
         for name in ("initial_time", "final_time", "time_step", "saveper"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}.")
+                raise SettingsError(f"{name} must be a finite number, got {value!r}.")
         if self.final_time < self.initial_time:
-            raise ValueError(
+            raise SettingsError(
                 f"final_time ({self.final_time}) is before initial_time ({self.initial_time})."
             )
         if self.time_step <= 0:
-            raise ValueError(f"time_step must be positive, got {self.time_step}.")
+            raise SettingsError(f"time_step must be positive, got {self.time_step}.")
         if self.saveper <= 0:
-            raise ValueError(f"saveper must be positive, got {self.saveper}.")
+            raise SettingsError(f"saveper must be positive, got {self.saveper}.")
 
     def save_times(self) -> np.ndarray:
         """Saved times: ``initial_time + k * saveper`` up to ``final_time`` (inclusive)."""
         span = self.final_time - self.initial_time
         n = math.floor(span / self.saveper + _TIME_RPREC)
-        return self.initial_time + self.saveper * np.arange(n + 1)
+        # A final time a hair below a multiple of SAVEPER still saves there (at the
+        # final time itself), never past it.
+        return np.minimum(self.initial_time + self.saveper * np.arange(n + 1), self.final_time)
 
     def n_steps(self) -> int:
         """Number of fixed steps from initial to final time."""
@@ -359,6 +361,11 @@ def _integrate_adaptive(
     edges = segment_edges(grid.initial_time, grid.final_time, system.breakpoints)
     states = np.empty((len(save_times), y.size))
     filled = np.zeros(len(save_times), dtype=bool)
+    # Saved times at the initial time need no integration (and a run with
+    # final_time == initial_time has nothing else).
+    at_start = np.isclose(save_times, grid.initial_time, rtol=0.0, atol=1e-12)
+    states[at_start] = y
+    filled |= at_start
     nfev = 0
     tol = 1e-9 * max(1.0, abs(grid.final_time - grid.initial_time))
 

@@ -24,6 +24,7 @@ from sd_model._errors import (
     ModelLoadError,
     SDModelError,
     SDModelWarning,
+    SettingsError,
     UnsupportedFeatureError,
 )
 from sd_model._meta import SDKind, VariableInfo
@@ -299,6 +300,8 @@ class Model:
         """The model's time settings with the given ones replacing them."""
         c = self.control
         ts = float(time_step) if time_step is not None else c["time_step"]
+        if not ts > 0:
+            raise SettingsError(f"time_step must be positive, got {ts!r}.")
         sp = saveper if saveper is not None else (c["saveper"] if time_step is None else None)
         if sp is None:
             # Vensim's SAVEPER defaults to TIME STEP; keep the file's SAVEPER unless it
@@ -671,6 +674,8 @@ def _jsonable(obj: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
         return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
     if isinstance(obj, np.generic):
         return obj.item()
     return obj

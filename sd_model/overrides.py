@@ -225,7 +225,10 @@ class ParameterSpace:
                 arr.loc[self._selection(info, subs, label)] = _as_number(v, label)
             return arr
         if isinstance(value, list | tuple | np.ndarray) and np.ndim(value) > 0:
-            arr_in = np.asarray(value, dtype=float)
+            try:
+                arr_in = np.asarray(value, dtype=float)
+            except (TypeError, ValueError) as exc:
+                raise ParameterError(f"{label}: expected numbers, got {value!r}.") from exc
             shape = tuple(len(self.coords[d]) for d in info.dims)
             if arr_in.shape != shape:
                 raise ParameterError(
@@ -257,6 +260,15 @@ class ParameterSpace:
                     )
         if not info.dims:
             return float(value.values)
+        for d in map(str, value.dims):
+            if d not in value.coords:
+                # No labels: accept it only when it spans the whole range, in model order.
+                if value.sizes[d] != len(self.coords[d]):
+                    raise ParameterError(
+                        f"{label}: dim {d!r} has {value.sizes[d]} values without element "
+                        f"labels; give coords or all {len(self.coords[d])} elements of {d!r}."
+                    )
+                value = value.assign_coords({d: self.coords[d]})
         arr = self._full(info, None)
         value = value.astype(float)
         if all(d in value.coords for d in value.dims) and all(

@@ -155,10 +155,20 @@ def write_atomic(path: Path, writer: Any, *, binary: bool = True) -> None:
     tmp = Path(tmp_name)
     try:
         writer(tmp)
+        # mkstemp creates 0600 files; give the result the mode a plain open() would
+        # (or keep the mode of the file it replaces).
+        mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_results(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:

@@ -18,6 +18,7 @@ are errors naming the file, the line and the key.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ import yaml
 from sd_model._errors import ScenarioError
 from sd_model.backends import BACKENDS
 from sd_model.integrate import METHODS
+from sd_model.overrides import normalize_name
 
 TOP_KEYS = (
     "name",
@@ -123,6 +125,7 @@ class Scenario:
             where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
             problem = getattr(exc, "problem", None) or str(exc)
             raise ScenarioError(f"{where}: invalid YAML: {problem}") from exc
+        _check_duplicates(node, str(p))
         lines = _key_lines(node)
         return cls.from_dict(data, base_dir=p.parent, source=str(p), lines=lines)
 
@@ -158,9 +161,19 @@ class Scenario:
             )
         time = _section(data, "time", TIME_KEYS, where)
         for key, value in time.items():
-            if not _is_number(value):
+            time[key] = _number(value)
+            if time[key] is None or not math.isfinite(time[key]):
                 raise ScenarioError(f"{where('time.' + key)}: time.{key} must be a number.")
+        if "time_step" in time and time["time_step"] <= 0:
+            raise ScenarioError(f"{where('time.time_step')}: time.time_step must be positive.")
+        if "saveper" in time and time["saveper"] <= 0:
+            raise ScenarioError(f"{where('time.saveper')}: time.saveper must be positive.")
+        if "initial" in time and "final" in time and time["final"] < time["initial"]:
+            raise ScenarioError(f"{where('time.final')}: time.final is before time.initial.")
         solver = _section(data, "solver", SOLVER_KEYS, where)
+        for key in ("rtol", "atol", "max_step"):
+            if key in solver and _number(solver[key]) is not None:
+                solver[key] = _number(solver[key])
         if "method" in solver and solver["method"] not in METHODS:
             raise ScenarioError(
                 f"{where('solver.method')}: unknown method {solver['method']!r}; "
@@ -244,7 +257,15 @@ class Scenario:
         """
         model = model if model is not None else self.load_model()
         params = dict(self.set)
-        params.update(kwargs.pop("params", None) or {})
+        extra = kwargs.pop("params", None) or {}
+        # A value given at run time replaces the scenario's value of that parameter,
+        # element edits included ("x[A]" in the file must not survive "x" given here).
+        for key in extra:
+            if "[" not in key:
+                base = normalize_name(key)
+                for old in [k for k in params if normalize_name(k.split("[")[0]) == base]:
+                    del params[old]
+        params.update(extra)
         run_kw = self.run_kwargs()
         run_kw.update(kwargs)
         # Check the file's own overrides first so errors name the scenario file and line.
@@ -262,6 +283,18 @@ class Scenario:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float | None:
+    """A float from a YAML value; YAML 1.1 reads ``1e-8`` (no dot) as text, so accept it."""
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, where: Any) -> None:
@@ -282,6 +315,25 @@ def _section(data: Mapping[str, Any], name: str, allowed: tuple[str, ...], where
         raise ScenarioError(f"{where(name)}: {name!r} must be a mapping.")
     _check_keys(value, allowed, f"{name}.", where)
     return dict(value)
+
+
+def _check_duplicates(node: Any, source: str) -> None:
+    """YAML lets a later key silently replace an earlier one; in a scenario that loses work."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ScenarioError(
+                    f"{source}:{line}: key {key!r} repeats the one on line {seen[key]}; "
+                    "merge them into one."
+                )
+            seen[key] = line
+            _check_duplicates(value_node, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicates(item, source)
 
 
 def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:

@@ -173,6 +173,10 @@ def translate(path: Path, sha256: str, cache_dir: Path | None = None) -> Path:
     # Build in a private temporary folder, then rename: concurrent loads of the same
     # model (Dask workers) never see a half-written translation.
     tmp = Path(tempfile.mkdtemp(prefix=key[:8] + "-", dir=work.parent))
+    # mkdtemp makes 0700 folders; a cache shared by a team needs the usual mode.
+    mask = os.umask(0)
+    os.umask(mask)
+    tmp.chmod(0o777 & ~mask)
     try:
         shutil.copy2(path, tmp / path.name)
         # Data files must be visible while translating: PySD reads subscript ranges

@@ -150,3 +150,46 @@ def test_console_script_runs_in_a_subprocess(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "unknown parameter 'nope'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--rtol", "0"], ["--final-time", "2000"], ["--time-step", "0"], ["--saveper", "-1"]],
+)
+def test_bad_settings_at_the_cli(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(EXAMPLE), "--backend", "pysd", "--method", "RK45", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err
+
+
+def test_unwritable_output_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "taken.nc"
+    folder.mkdir()
+    code = main(["run", str(EXAMPLE), "--final-time", "2023", "-o", str(folder)])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_run_time_set_replaces_the_scenarios_element_edits(tmp_path: Path) -> None:
+    path = _scenario(tmp_path, "model: MODEL\nset:\n  productivity[South]: 0.8\n")
+    sc = sd_model.Scenario.from_yaml(path)
+    kw = dict(backend="pysd", method="RK45", final_time=2023)
+    np.testing.assert_allclose(sc.run(**kw)["productivity"].values, [0.9, 1.2, 0.8])
+    ds = sc.run(params={"productivity": 0.5}, **kw)
+    np.testing.assert_allclose(ds["productivity"].values, [0.5, 0.5, 0.5])
+
+
+def test_scenario_numbers_and_duplicates(tmp_path: Path) -> None:
+    # YAML 1.1 reads 1e-8 (no dot) as text; a scenario accepts it as the number it means.
+    sc = sd_model.Scenario.from_yaml(_scenario(tmp_path, "model: MODEL\nsolver: {rtol: 1e-8}\n"))
+    assert sc.solver["rtol"] == 1e-8
+    text = "model: MODEL\nset:\n  birth rate: 0.01\nset:\n  death rate: 0.01\n"
+    with pytest.raises(sd_model.ScenarioError, match=r"s\.yaml:4: key 'set' repeats .* line 2"):
+        sd_model.Scenario.from_yaml(_scenario(tmp_path, text))
+    for text, message in {
+        "model: MODEL\ntime: {time_step: 0}\n": "time_step must be positive",
+        "model: MODEL\ntime: {initial: 2030, final: 2022}\n": "before time.initial",
+        "model: MODEL\ntime: {saveper: .nan}\n": "must be a number",
+    }.items():
+        with pytest.raises(sd_model.ScenarioError, match=message):
+            sd_model.Scenario.from_yaml(_scenario(tmp_path, text))

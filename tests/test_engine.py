@@ -231,3 +231,64 @@ def test_interrupted_write_leaves_no_file(base_run: xr.Dataset, tmp_path: Path) 
         sd_model.results.write_atomic(target, failing)
     assert target.read_text() == "previous results"
     assert [p.name for p in tmp_path.iterdir()] == ["out.nc"]
+
+
+def test_numpy_array_override(example: sd_model.Model) -> None:
+    ds = example.run(
+        {"productivity": np.array([0.5, 0.6, 0.7])}, backend="pysd", method="RK45", final_time=2023
+    )
+    np.testing.assert_allclose(ds["productivity"].values, [0.5, 0.6, 0.7])
+    assert json.loads(ds.attrs["overrides"]) == {"productivity": [0.5, 0.6, 0.7]}
+
+
+def test_unlabelled_dataarray_override(example: sd_model.Model) -> None:
+    whole = xr.DataArray([0.5, 0.6, 0.7], dims=["Region"])
+    ds = example.run({"productivity": whole}, backend="pysd", method="RK45", final_time=2023)
+    np.testing.assert_allclose(ds["productivity"].values, [0.5, 0.6, 0.7])
+    with pytest.raises(sd_model.ParameterError, match="without element labels"):
+        example.run({"productivity": xr.DataArray([0.5, 0.6], dims=["Region"])})
+    with pytest.raises(sd_model.ParameterError, match="expected numbers"):
+        example.run({"productivity": [1, 2, "x"]})
+
+
+@pytest.mark.parametrize("backend", ["pysd", "compiled"])
+def test_adaptive_run_of_zero_length_and_off_grid_final_time(
+    example: sd_model.Model, backend: str
+) -> None:
+    ds = example.run(backend=backend, method="RK45", final_time=2022)
+    assert list(ds["time"].values) == [2022.0]
+    np.testing.assert_allclose(ds["population"].values[0], [1.2e6, 2.5e6, 1.8e6])
+    ds = example.run(backend=backend, method="RK45", final_time=2024.9999999)
+    assert ds["time"].values[-1] == pytest.approx(2025, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"rtol": 0},
+        {"max_step": 0},
+        {"saveper": -1},
+        {"final_time": 2000},
+        {"time_step": 0},
+    ],
+)
+def test_bad_settings_are_user_errors(example: sd_model.Model, kwargs: dict) -> None:
+    with pytest.raises(sd_model.SettingsError):
+        example.run(backend="pysd", method="RK45", **kwargs)
+
+
+def test_compiled_backend_refuses_changing_control_variables(corpus: Path) -> None:
+    model = sd_model.load(corpus / "tests" / "dynamic_final_time" / "test_dynamic_final_time.mdl")
+    with pytest.raises(sd_model.UnsupportedFeatureError, match="FINAL TIME change during"):
+        model.run(backend="compiled")
+
+
+def test_written_files_get_ordinary_permissions(base_run: xr.Dataset, tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        out = sd_model.write_results(base_run, tmp_path / "run.csv")
+    finally:
+        os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o644

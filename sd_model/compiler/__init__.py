@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import math
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -153,6 +154,21 @@ class CompiledModel:
 
     def _eval_control(self) -> dict[str, float]:
         prog = self._program
+        # The time grid is fixed when a run starts; a control variable that depends on
+        # TIME or on the state would silently be frozen at its initial value.
+        dynamic = self._code_for(frozenset()).dynamic
+        changing = [
+            name
+            for name, src in prog.control.items()
+            if re.search(r"\b_T\b", src) or prog.control_refs.get(name, set()) & dynamic
+        ]
+        if changing:
+            listed = ", ".join(n.upper().replace("_", " ") for n in sorted(changing))
+            raise UnsupportedFeatureError(
+                f"The control variable(s) {listed} change during the run; sd_model fixes "
+                "the time grid when the run starts. Make them constants (or pass "
+                "final_time=/time_step=/saveper= to run)."
+            )
         values = {"initial_time": 0.0, "final_time": 1.0, "time_step": 1.0, "saveper": 1.0}
         needs_model = any(prog.control_refs.values())
         env: dict[str, Any] = {
