@@ -119,6 +119,9 @@ RAW_FILES = [
     "registered_deaths_partial.csv",
 ]
 YEARS = list(range(2010, 2023))
+# Last year of the fast-growth regime (oil-price collapse of mid-2014; World Bank productivity
+# growth ~2.3%/yr before 2014 and 0.4-1.1%/yr in 2015-18, design notes s.4). Fixed, not fitted.
+TFP_BREAK_YEAR = 2014
 
 # ---------------------------------------------------------------------------------------------
 # Literature priors (MODEL-DESIGN.md section 4). name -> (value, units, source)
@@ -535,10 +538,18 @@ class BaseInputs:
     attractiveness_fixed_effect: np.ndarray = field(default_factory=lambda: np.zeros(20))
     external_migration_rate: np.ndarray = field(default_factory=lambda: np.zeros(20))
     tfp_growth: np.ndarray = field(default_factory=lambda: np.full(20, prior("TFP growth prior")))
+    # Growth before the 2014 regime break (hindcast only; the forecast starts after it).
+    tfp_growth_early: np.ndarray = field(
+        default_factory=lambda: np.full(20, prior("TFP growth prior"))
+    )
     resource_growth: np.ndarray = field(default_factory=lambda: np.zeros(20))
+    resource_growth_early: np.ndarray = field(default_factory=lambda: np.zeros(20))
     lf_trend: np.ndarray = field(default_factory=lambda: np.zeros(20))
     capital_deepening_rate: float = 0.02
     emission_decline_rate: np.ndarray = field(
+        default_factory=lambda: np.full(20, prior("emission intensity decline rate"))
+    )
+    emission_decline_rate_early: np.ndarray = field(
         default_factory=lambda: np.full(20, prior("emission intensity decline rate"))
     )
     investment_elasticity: float = prior("investment allocation elasticity")
@@ -658,14 +669,20 @@ def load_calibration(b: BaseInputs) -> BaseInputs:
     b.external_migration_rate = regional["external migration rate"].to_numpy()
     if b.year == 2010:
         b.tfp_growth = regional["TFP growth rate"].to_numpy()
+        b.tfp_growth_early = regional["TFP growth rate before break"].to_numpy()
         b.resource_growth = regional["resource rent growth rate"].to_numpy()
+        b.resource_growth_early = regional["resource rent growth rate before break"].to_numpy()
         b.lf_trend = regional["labour force participation trend"].to_numpy()
     b.capital_deepening_rate = float(scalars["capital deepening rate"])
     b.investment_elasticity = float(scalars["investment allocation elasticity"])
     if b.year == 2010:
         b.emission_decline_rate = regional["emission intensity decline rate"].to_numpy()
+        b.emission_decline_rate_early = regional[
+            "emission intensity decline rate before break"
+        ].to_numpy()
     else:
         b.emission_decline_rate = np.full(20, float(scalars["national emission decline rate"]))
+        b.emission_decline_rate_early = b.emission_decline_rate.copy()
     return b
 
 
@@ -1108,7 +1125,7 @@ def render_model(b: BaseInputs) -> str:
     p(
         eq(
             "TFP[Region]",
-            "initial TFP[Region] * EXP(TFP growth rate[Region] * (Time - base year)) * "
+            "initial TFP[Region] * EXP(Growth Regime Time Factor[Region]) * "
             "(Public Infrastructure[Region] / initial public infrastructure[Region]) ^ public "
             "capital elasticity * (1 + industrial site TFP effect * Industrial Site Intensity"
             "[Region])",
@@ -1129,14 +1146,46 @@ def render_model(b: BaseInputs) -> str:
             "TFP growth rate[Region]",
             _vec(b.tfp_growth),
             "1/Year",
-            "Design-notes prior 1%/yr (forecast); calibrated on 2010-2018 in the hindcast.",
+            "Growth after the regime break year. Design-notes prior 1%/yr (World Bank: "
+            "0.4-1.1%/yr in 2015-18) in the forecast; calibrated on 2015-2018 in the hindcast.",
+        )
+    )
+    p(
+        eq(
+            "TFP growth rate before break[Region]",
+            _vec(b.tfp_growth_early),
+            "1/Year",
+            "Growth before the regime break year; calibrated on 2010-2014 in the hindcast. No "
+            "effect in the forecast, which starts after the break.",
+        )
+    )
+    p(
+        eq(
+            "growth regime break year",
+            str(TFP_BREAK_YEAR if b.year < TFP_BREAK_YEAR else b.year),
+            "Year",
+            f"End of the fast-growth regime: {TFP_BREAK_YEAR}, the oil-price collapse (World "
+            "Bank via design notes s.4: productivity growth about 2.3%/yr before 2014, "
+            "0.4-1.1%/yr in 2015-18). Fixed from that source, not fitted. Equal to the base "
+            "year in the forecast.",
+        )
+    )
+    p(
+        eq(
+            "Growth Regime Time Factor[Region]",
+            "TFP growth rate before break[Region] * (MIN(Time, growth regime break year) - base "
+            "year) + TFP growth rate[Region] * MAX(Time - growth regime break year, 0)",
+            "Dmnl",
+            "Cumulative log growth of TFP: piecewise-linear in time with a kink, not a jump, at "
+            "the break year.",
         )
     )
     p(
         eq(
             "Resource Rents[Region]",
-            "initial resource rents[Region] * EXP(resource rent growth rate[Region] * (Time - "
-            "base year))",
+            "initial resource rents[Region] * EXP(resource rent growth rate before break[Region] "
+            "* (MIN(Time, growth regime break year) - base year) + resource rent growth rate"
+            "[Region] * MAX(Time - growth regime break year, 0))",
             "bn KZT/Year",
             "Exogenous extractive GVA R_i(t) (design principle 3).",
         )
@@ -1154,7 +1203,17 @@ def render_model(b: BaseInputs) -> str:
             "resource rent growth rate[Region]",
             _vec(b.resource_growth),
             "1/Year",
-            "0 = flat real rents (forecast scenario); calibrated on 2010-2018 in the hindcast.",
+            "Growth after the regime break year. 0 = flat real rents (forecast scenario); "
+            "calibrated on 2015-2018 in the hindcast (= TFP growth rate).",
+        )
+    )
+    p(
+        eq(
+            "resource rent growth rate before break[Region]",
+            _vec(b.resource_growth_early),
+            "1/Year",
+            "Growth before the regime break year; calibrated on 2010-2014 in the hindcast "
+            "(= TFP growth rate before break). No effect in the forecast.",
         )
     )
     p(eq("GDP", "SUM(GRP[Region!])", "bn KZT/Year", "National GDP, constant 2022 prices."))
@@ -1695,9 +1754,8 @@ def render_model(b: BaseInputs) -> str:
     p(
         eq(
             "Emission Intensity[Region]",
-            "INTEG(-(emission intensity decline rate[Region] + clean technology rate * policy "
-            "ramp) * "
-            "Emission Intensity[Region], initial emission intensity[Region])",
+            "INTEG(-(Autonomous Intensity Decline[Region] + clean technology rate * policy ramp) "
+            "* Emission Intensity[Region], initial emission intensity[Region])",
             "tonnes/bn KZT",
             "Gross pollutant generation per unit of GRP, before capture (V1).",
         )
@@ -1715,8 +1773,30 @@ def render_model(b: BaseInputs) -> str:
             "emission intensity decline rate[Region]",
             _vec(b.emission_decline_rate),
             "1/Year",
-            "Autonomous decline: calibrated per region on 2010-2018 in the hindcast; the "
-            "forecast uses the national calibrated rate for every region.",
+            "Autonomous decline after the regime break year: calibrated per region on "
+            "2015-2018 in the hindcast; the forecast uses the national calibrated rate for "
+            "every region.",
+        )
+    )
+    p(
+        eq(
+            "emission intensity decline rate before break[Region]",
+            _vec(b.emission_decline_rate_early),
+            "1/Year",
+            "Autonomous decline before the regime break year: calibrated per region on "
+            "2010-2014 in the hindcast. No effect in the forecast (equal to the rate after).",
+        )
+    )
+    p(
+        eq(
+            "Autonomous Intensity Decline[Region]",
+            "emission intensity decline rate before break[Region] + (emission intensity decline "
+            "rate[Region] - emission intensity decline rate before break[Region]) * STEP(1, "
+            "growth regime break year)",
+            "1/Year",
+            "The decline rate switches with the growth regime (the fast pre-2014 decline was "
+            "largely fast non-industrial growth). A STEP in a rate, not in a stock; the "
+            "integrators stop at it. Zero height in the forecast.",
         )
     )
     p(
