@@ -537,6 +537,7 @@ class BaseInputs:
     distance: np.ndarray
     attractiveness_fixed_effect: np.ndarray = field(default_factory=lambda: np.zeros(20))
     external_migration_rate: np.ndarray = field(default_factory=lambda: np.zeros(20))
+    external_migration_rate_early: np.ndarray = field(default_factory=lambda: np.zeros(20))
     tfp_growth: np.ndarray = field(default_factory=lambda: np.full(20, prior("TFP growth prior")))
     # Growth before the 2014 regime break (hindcast only; the forecast starts after it).
     tfp_growth_early: np.ndarray = field(
@@ -629,6 +630,23 @@ def base_utility_terms(b: BaseInputs) -> np.ndarray:
     ) * np.log(services / (w * services).sum())
 
 
+def reference_attractiveness(b: BaseInputs) -> np.ndarray:
+    """Attractiveness of the observed 2022 state in a model that starts in ``b.year``.
+
+    The base departure rates are 2022 observations, so out-migration is referenced to the
+    attractiveness of the 2022 data: the fixed effects plus the 2022 utility terms, with the
+    pollution index of the 2022 emissions relative to the model's base-year emissions (the load
+    is close to its steady state, proportional to emissions).
+    """
+    b22 = base_inputs(2022)
+    pollution_index = b22.emissions / b.emissions
+    return (
+        calibrated_xi()
+        + base_utility_terms(b22)
+        - prior("pollution utility weight") * (pollution_index - 1.0)
+    )
+
+
 def calibrate_attractiveness(b: BaseInputs, arrivals: np.ndarray) -> np.ndarray:
     """Destination fixed effects xi so the logit model reproduces 2022 arrivals exactly.
 
@@ -667,6 +685,11 @@ def load_calibration(b: BaseInputs) -> BaseInputs:
         .reindex(CODES)
     )
     b.external_migration_rate = regional["external migration rate"].to_numpy()
+    b.external_migration_rate_early = (
+        regional["external migration rate before break"].to_numpy()
+        if b.year == 2010
+        else b.external_migration_rate.copy()
+    )
     if b.year == 2010:
         b.tfp_growth = regional["TFP growth rate"].to_numpy()
         b.tfp_growth_early = regional["TFP growth rate before break"].to_numpy()
@@ -915,7 +938,9 @@ def render_model(b: BaseInputs) -> str:
     p(
         eq(
             "External Net Migration[Region]",
-            "external migration rate[Region] * Population[Region]",
+            "(external migration rate before break[Region] + (external migration rate[Region] - "
+            "external migration rate before break[Region]) * STEP(1, growth regime break year)) "
+            "* Population[Region]",
             "persons/Year",
             "International migration and statistical residual (calibrated).",
         )
@@ -925,7 +950,17 @@ def render_model(b: BaseInputs) -> str:
             "external migration rate[Region]",
             _vec(b.external_migration_rate),
             "1/Year",
-            "Calibrated on 2010-2018 population growth (calibrate_kazakhstan.py).",
+            "After the regime break year: calibrated on 2015-2018 population growth "
+            "(calibrate_kazakhstan.py); used in the forecast.",
+        )
+    )
+    p(
+        eq(
+            "external migration rate before break[Region]",
+            _vec(b.external_migration_rate_early),
+            "1/Year",
+            "Before the regime break year: calibrated on 2010-2014 population growth. No "
+            "effect in the forecast (equal to the rate after).",
         )
     )
     p(eq("Total Population", "SUM(Population[Region!])", "persons", "National population."))
@@ -954,21 +989,35 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Out Migration[Region]",
             "internal migration multiplier * base out migration rate[Region] * Population[Region]"
-            " * EXP(-out migration push elasticity * (Perceived Attractiveness[Region] - initial "
-            "attractiveness[Region])) * (1 + transport out migration effect * Transport "
-            "Improvement)",
+            " * EXP(-out migration push elasticity * (Perceived Attractiveness[Region] - "
+            "reference attractiveness[Region])) * (1 + transport out migration effect * "
+            "Transport Improvement)",
             "persons/Year",
             "Gross out-migration (design notes M4).",
         )
     )
-    p(
-        eq(
-            "initial attractiveness[Region]",
-            "INITIAL(Attractiveness[Region])",
-            "Dmnl",
-            "Attractiveness at the initial time.",
+    if b.year == 2022:
+        p(
+            eq(
+                "reference attractiveness[Region]",
+                "INITIAL(Attractiveness[Region])",
+                "Dmnl",
+                "Attractiveness at which the departure rate is the observed 2022 rate: the "
+                "initial (2022) attractiveness.",
+            )
         )
-    )
+    else:
+        p(
+            eq(
+                "reference attractiveness[Region]",
+                _vec(reference_attractiveness(b)),
+                "Dmnl",
+                "Attractiveness of the observed 2022 state (2022 income, unemployment and "
+                "spending; pollution index = 2022 / base-year emissions), at which the "
+                "departure rate is the observed 2022 rate (build_model.reference_attractiveness)."
+                " Migration data exist for 2022 only.",
+            )
+        )
     p(
         eq(
             "Attractiveness[Region]",

@@ -420,15 +420,19 @@ def test_hindcast_reproduces_history():
         )
         return t.reindex(index=range(2010, 2023), columns=CODES).to_numpy()
 
-    sim_pop = ds.population.sel(time=slice(2010, 2022)).values
-    pop_mape = metrics.mape(sim_pop, observed("population"), axis=0)
-    assert np.median(pop_mape) < 2.0  # issue target, over 2010-2022
-    emp_mape = metrics.mape(
-        ds.employment.sel(time=slice(2010, 2022)).values, observed("employment"), axis=0
-    )
-    assert np.median(emp_mape) < 5.0
-    grp_mape = metrics.mape(ds.grp.sel(time=slice(2010, 2022)).values, observed("grp_real"), axis=0)
-    assert np.median(grp_mape) < 10.0
+    # The issue's targets are for the out-of-sample window: calibrated on 2010-2018 (by
+    # models/calibrate_kazakhstan.py), tested on 2019-2022. Median of the 20 regions.
+    test = slice(2019, 2022)
+
+    def median_mape(var, series):
+        sim = ds[var].sel(time=test).values
+        obs = observed(series)[-4:]
+        return float(np.median(metrics.mape(sim, obs, axis=0)))
+
+    assert median_mape("population", "population") < 2.0
+    assert median_mape("employment", "employment") < 5.0
+    assert median_mape("grp", "grp_real") < 10.0
+    # Design notes 6.2: the sign right for at least 17 of 20 regions.
     net = _regional("internal_migration.csv", 2022, "net")
     right = np.sign(ds.net_migration.sel(time=2022).values) == np.sign(net)
-    assert right.sum() >= 15
+    assert right.sum() >= 17
