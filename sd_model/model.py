@@ -344,6 +344,38 @@ class Model:
             )
         return method  # type: ignore[return-value]
 
+    def output_variables(self, backend: str) -> list[VariableInfo]:
+        """The variables a run on ``backend`` returns, with the reference metadata.
+
+        Both backends return the same variables, in the same order, with the same dims and
+        attributes: PySD's classification is the reference. A constant-valued auxiliary
+        (``a = b * 2``) is an ``auxiliary`` with a time axis on both, although the compiled
+        backend evaluates it once.
+
+        Parameters
+        ----------
+        backend : {"pysd", "compiled"}
+
+        Returns
+        -------
+        list of VariableInfo
+        """
+        if backend != "compiled":
+            return self.variables
+        own = {v.py_name: v for v in self.compiled().variables}
+        out = []
+        for ref in self.variables:
+            mine = own.pop(ref.py_name, None)
+            if mine is not None:
+                out.append(
+                    dataclasses.replace(
+                        ref,
+                        time_dependent=ref.time_dependent or mine.time_dependent,
+                        limits=mine.limits,
+                    )
+                )
+        return out + list(own.values())
+
     def compiled(self) -> Any:
         """The model compiled to NumPy (``backend='compiled'``).
 
@@ -466,10 +498,10 @@ class Model:
                 )
         try:
             if used == "compiled":
+                variables = _with_time_series(self.output_variables("compiled"), overrides)
                 values, times, nfev = self._run_compiled(
-                    compiled, overrides, grid, options, jit=jit
+                    compiled, variables, overrides, grid, options, jit=jit
                 )
-                variables = _with_time_series(compiled.variables, overrides)
                 coords = compiled.coords
             else:
                 values, times, nfev = self._run_pysd(overrides, grid, options)
@@ -541,6 +573,7 @@ class Model:
     def _run_compiled(
         self,
         compiled: Any,
+        variables: list[VariableInfo],
         overrides: dict[str, Any],
         grid: TimeGrid,
         options: SolverOptions,
@@ -555,7 +588,7 @@ class Model:
             result = integrate(system, grid, options)
         _report_messages(result.messages)
         values: dict[str, np.ndarray] = {}
-        for var in _with_time_series(compiled.variables, overrides):
+        for var in variables:
             if var.py_name not in result.observations[0]:
                 continue
             if var.time_dependent:

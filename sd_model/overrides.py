@@ -161,15 +161,25 @@ class ParameterSpace:
 
     def _selection(self, info: ParameterInfo, subs: list[str], label: str) -> dict[str, str]:
         """``{dim: element}`` for one element of ``info``, checking every element name."""
-        sel = {}
-        for dim, sub in zip(info.dims, subs, strict=True):
-            if sub not in self.coords[dim]:
-                raise ParameterError(
-                    f"{label}: {sub!r} is not an element of {dim!r}; "
-                    f"elements: {', '.join(self.coords[dim])}."
-                )
-            sel[dim] = sub
-        return sel
+        return {
+            dim: self._element(dim, sub, label) for dim, sub in zip(info.dims, subs, strict=True)
+        }
+
+    def _element(self, dim: str, sub: str, label: str) -> str:
+        """The model's spelling of element ``sub`` of ``dim``: Vensim names are case- and
+        space-insensitive, so ``almaty CITY`` finds ``Almaty city``."""
+        elements = self.coords[dim]
+        if sub in elements:
+            return sub
+        wanted = normalize_name(sub)
+        for e in elements:
+            if normalize_name(e) == wanted:
+                return e
+        close = difflib.get_close_matches(sub, list(elements), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ParameterError(
+            f"{label}: {sub!r} is not an element of {dim!r}; elements: {', '.join(elements)}.{hint}"
+        )
 
     def _full(self, info: ParameterInfo, base: Any) -> xr.DataArray:
         if isinstance(base, xr.DataArray):
@@ -252,12 +262,18 @@ class ParameterSpace:
             )
         for d in map(str, value.dims):
             if d in value.coords:
-                bad = [str(c) for c in value.coords[d].values if str(c) not in self.coords[d]]
+                labels = [str(c) for c in value.coords[d].values]
+                bad = [
+                    c
+                    for c in labels
+                    if not any(normalize_name(c) == normalize_name(e) for e in self.coords[d])
+                ]
                 if bad:
                     raise ParameterError(
                         f"{label}: {bad[:3]} not elements of {d!r}; "
                         f"elements: {', '.join(self.coords[d])}."
                     )
+                value = value.assign_coords({d: [self._element(d, c, label) for c in labels]})
         if not info.dims:
             return float(value.values)
         for d in map(str, value.dims):

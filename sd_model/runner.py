@@ -730,15 +730,16 @@ def _prepare(
     normalized_base = model.normalize_params(base, where="base")
     used, note = _choose_backend(model, backend)
     source = model.compiled() if used == "compiled" else model
+    # The same variables, dims and attributes as a single run on either backend.
+    variables = model.output_variables(used)
     if chunk_size is None:
-        chunk_size = _default_chunk_size(used, source.variables, source.coords, len(saved))
+        chunk_size = _default_chunk_size(used, variables, source.coords, len(saved))
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise SDModelError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     # A constant given a time series in the base varies in time: give it a time axis.
     series = {k for k, v in normalized_base.items() if isinstance(v, pd.Series)}
     all_vars = [
-        dataclasses.replace(v, time_dependent=True) if v.py_name in series else v
-        for v in source.variables
+        dataclasses.replace(v, time_dependent=True) if v.py_name in series else v for v in variables
     ]
     taken = {a.dim for a in (*plan.grid, *plan.samples)} | {"status", "error", "scenario"}
     out_vars = _resolve_outputs(all_vars, outputs, taken)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import sd_model
 
@@ -26,6 +27,7 @@ def _compare(model: sd_model.Model) -> None:
     a = model.run(backend="pysd", **kw)
     b = model.run(backend="compiled", **kw)
     assert a.attrs["backend"] == "pysd" and b.attrs["backend"] == "compiled"
+    _same_structure(a, b)
     compared = 0
     for name, da in a.data_vars.items():
         if "sd_kind" not in da.attrs or "time" not in da.dims:
@@ -35,6 +37,30 @@ def _compare(model: sd_model.Model) -> None:
         assert diff <= 1e-5 * scale, f"{name}: backends differ by {diff:.3g} (scale {scale:.3g})"
         compared += 1
     assert compared > 0
+
+
+def _same_structure(a: xr.Dataset, b: xr.Dataset) -> None:
+    """Same variables, in the same order, with the same dims, coords and attributes."""
+    assert list(a.data_vars) == list(b.data_vars)
+    for name, da in a.data_vars.items():
+        assert da.dims == b[name].dims, f"{name}: dims {da.dims} vs {b[name].dims}"
+        assert da.attrs == b[name].attrs, f"{name}: attrs differ"
+    for dim in a.dims:
+        assert list(a[dim].values) == list(b[dim].values)
+
+
+def test_backends_return_the_same_dataset_structure() -> None:
+    # The Kazakhstan model has constant-valued auxiliaries (``abatement capital scale``):
+    # the compiled backend evaluates them once but must still return them like PySD does.
+    model = sd_model.load(ROOT / "models" / "kazakhstan_regions.mdl")
+    kw = dict(method="euler", final_time=2024)
+    a = model.run(backend="pysd", **kw)
+    b = model.run(backend="compiled", **kw)
+    _same_structure(a, b)
+    assert b["abatement_capital_scale"].dims == ("time", "Region")
+    assert b["abatement_capital_scale"].attrs["sd_kind"] == "auxiliary"
+    np.testing.assert_allclose(b["abatement_capital_scale"], a["abatement_capital_scale"])
+    assert list(sd_model.to_table(a).columns) == list(sd_model.to_table(b).columns)
 
 
 @pytest.mark.slow

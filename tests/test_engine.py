@@ -136,6 +136,24 @@ def test_unknown_element(example: sd_model.Model) -> None:
         example.run({"productivity[West]": 1.0}, backend="pysd")
 
 
+def test_element_names_are_case_insensitive(example: sd_model.Model) -> None:
+    # Vensim names, element names included, ignore case and spacing.
+    base = example.run({"birth rate": 0.02}, backend="pysd", final_time=2023)
+    exact = example.run(
+        {"productivity[South]": 2.0, "birth rate": 0.02}, backend="pysd", final_time=2023
+    )
+    for spelling in (
+        {"productivity[ south ]": 2.0},
+        {"productivity": {"SOUTH": 2.0}},
+        {"productivity": xr.DataArray([2.0], dims=["Region"], coords={"Region": ["south"]})},
+    ):
+        ds = example.run({**spelling, "birth rate": 0.02}, backend="pysd", final_time=2023)
+        xr.testing.assert_identical(ds["output"], exact["output"])
+    assert not np.allclose(exact["output"].sel(Region="South"), base["output"].sel(Region="South"))
+    with pytest.raises(sd_model.ParameterError, match=r"'Souht'.*Did you mean 'South'"):
+        example.run({"productivity[Souht]": 1.0}, backend="pysd")
+
+
 def test_initial_time_override_initializes_there(example: sd_model.Model) -> None:
     ds = example.run(backend="pysd", method="RK45", initial_time=2030, final_time=2032)
     assert float(ds["time"][0]) == 2030
