@@ -27,9 +27,12 @@ over 2015-2018 of the ratio relative to its 2014 value):
   base-year location factors depend on theta_I).
 
 Levels are not fitted: every base-year level is reproduced by construction (build_model.py).
-The window 2019-2022 is out of sample. The fit report (MAPE, RMSPE, Theil's U1 and the
-Sterman (1984) decomposition U^M, U^S, U^C per series and region) goes to
-``models/data/hindcast_fit.csv`` and ``models/hindcast_fit.md``.
+The window 2019-2022 is out of sample for the hindcast. The same fit is then repeated on the
+full period 2010-2021 for the forecast's parameters (design notes 6.2); 2022 is left out because
+of the census re-basing of population and the new emission coverage.
+
+The fit report (MAPE, RMSPE, Theil's U1 and the Sterman (1984) decomposition U^M, U^S, U^C per
+series and region) goes to ``models/data/hindcast_fit.csv`` and ``models/hindcast_fit.md``.
 """
 
 from __future__ import annotations
@@ -55,8 +58,10 @@ from sd_model import metrics  # noqa: E402
 CAL_YEARS = list(range(2010, 2019))
 TEST_YEARS = list(range(2019, 2023))
 BREAK = bm.TFP_BREAK_YEAR
-EARLY_YEARS = [y for y in CAL_YEARS if y <= BREAK]
-LATE_YEARS = [y for y in CAL_YEARS if y > BREAK]
+# Forecast parameters are re-fitted on the full period (design notes 6.2). It ends in 2021:
+# BNS re-based the 2022 population on the 2021 census (+3.3 % nationally in one year) and the
+# 2022 emissions on the new Environmental Code (small emitters dropped).
+FULL_YEARS = list(range(2010, 2022))
 SERIES = {
     "population": "Population",
     "employment": "Employment",
@@ -161,37 +166,39 @@ def _params(p: dict) -> dict:
     }
 
 
-def _fit_trends(model, p: dict, obs: dict, n_iter: int, damping: float) -> dict:
-    """Damped fixed-point iterations on the trend parameters (see module docstring)."""
+def _fit_trends(
+    model, p: dict, obs: dict, n_iter: int, damping: float, years: list[int] = CAL_YEARS
+) -> dict:
+    """Damped fixed-point iterations on the trend parameters over ``years`` (see the module
+    docstring); the rates before the break use the years up to it, those after the rest."""
     eta = bm.prior("employment elasticity")
+    early = [y for y in years if y <= BREAK]
+    late = [y for y in years if y > BREAK]
     for it in range(n_iter):
         sim = simulate(model, _params(p))
         pop_ratio = obs["population"] / sim["Population"]
-        s_pop_early = _slope(pop_ratio, EARLY_YEARS)
-        s_pop = _slope(pop_ratio / pop_ratio.loc[BREAK], LATE_YEARS, base=BREAK)
+        s_pop_early = _slope(pop_ratio, early)
+        s_pop = _slope(pop_ratio / pop_ratio.loc[BREAK], late, base=BREAK)
         grp_ratio = obs["grp_real"] / sim["GRP"]
-        s_grp_early = _slope(grp_ratio, EARLY_YEARS)
+        s_grp_early = _slope(grp_ratio, early)
         # After the break: the slope of the ratio relative to its break-year value.
-        s_grp = _slope(grp_ratio / grp_ratio.loc[BREAK], LATE_YEARS, base=BREAK)
-        s_emp = _slope(obs["employment"] / sim["Employment"], CAL_YEARS)
+        s_grp = _slope(grp_ratio / grp_ratio.loc[BREAK], late, base=BREAK)
+        s_emp = _slope(obs["employment"] / sim["Employment"], years)
         # Emissions: one rate per region over the whole window, plus one national shift
         # before the break (regional 4-5-point regimes would fit noise: Atyrau 2016-18).
         em_ratio = obs["emissions"] / sim["Emissions"]
-        s_em = _slope(em_ratio, CAL_YEARS)
+        s_em = _slope(em_ratio, years)
         # Rates that would zero each region's slope (linearised), shrunk towards each other.
-        em_target = _shrink(
-            p["emission intensity decline rate"] - s_em, _slope_se(em_ratio, CAL_YEARS)
-        )
+        em_target = _shrink(p["emission intensity decline rate"] - s_em, _slope_se(em_ratio, years))
         full = obs["emissions"].notna().all().to_numpy()
         nat = obs["emissions"].loc[:, full].sum(axis=1) / sim["Emissions"].loc[:, full].sum(axis=1)
         nat_df = nat.to_frame()
         s_shift = float(
-            _slope(nat_df, EARLY_YEARS)[0]
-            - _slope(nat_df / nat_df.loc[BREAK], LATE_YEARS, base=BREAK)[0]
+            _slope(nat_df, early)[0] - _slope(nat_df / nat_df.loc[BREAK], late, base=BREAK)[0]
         )
-        lf = sim["Labour Force"].loc[CAL_YEARS]
-        u_sim = 1 - sim["Employment"].loc[CAL_YEARS].sum(axis=1) / lf.sum(axis=1)
-        u_obs = (obs["unemployment_rate"].loc[CAL_YEARS] * lf).sum(axis=1, min_count=20) / lf.sum(
+        lf = sim["Labour Force"].loc[years]
+        u_sim = 1 - sim["Employment"].loc[years].sum(axis=1) / lf.sum(axis=1)
+        u_obs = (obs["unemployment_rate"].loc[years] * lf).sum(axis=1, min_count=20) / lf.sum(
             axis=1
         )
         gap = (u_sim - u_obs).dropna()
@@ -231,8 +238,10 @@ def _fit_trends(model, p: dict, obs: dict, n_iter: int, damping: float) -> dict:
     return p
 
 
-def _investment_share_error(theta: float, p: dict, obs_share: pd.DataFrame) -> float:
-    """Sum of squared log errors of simulated vs observed investment shares, 2011-2018."""
+def _investment_share_error(
+    theta: float, p: dict, obs_share: pd.DataFrame, years: list[int] = CAL_YEARS
+) -> float:
+    """Sum of squared log errors of simulated vs observed investment shares (from 2011)."""
     model = _hindcast_model(theta, p)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -240,20 +249,18 @@ def _investment_share_error(theta: float, p: dict, obs_share: pd.DataFrame) -> f
     sim = out[[f"Investment Share[{n}]" for n in bm.NAMES]]
     sim.columns = bm.CODES
     sim.index = sim.index.astype(int)
-    years = list(range(2011, 2019))
+    years = [y for y in years if y > 2010]
     err = float((np.log(sim.loc[years] / obs_share.loc[years]) ** 2).to_numpy().sum())
     print(f"  theta_I = {theta:.3f}: investment-share SSE {err:.3f}")
     return err
 
 
-def calibrate(n_iter: int = 8, damping: float = 0.8) -> pd.DataFrame:
-    """Fit the trend parameters and theta_I on 2010-2018; save the table and rebuild."""
+def _calibrate_window(
+    years: list[int], obs: dict, obs_share: pd.DataFrame, n_iter: int, damping: float
+) -> tuple[dict, float]:
+    """Trend parameters and theta_I fitted on ``years``."""
     from scipy.optimize import minimize_scalar
 
-    obs = observed()
-    share = np.array([bm.RESOURCE_SHARES.get(c, 0.0) for c in bm.CODES])
-    inv = bm.series("investment_real").T.reindex(bm.YEARS) * (1 - share)
-    obs_share = inv.div(inv.sum(axis=1), axis=0)
     p = {
         "external migration rate": np.zeros(20),
         "external migration rate before break": np.zeros(20),
@@ -268,24 +275,45 @@ def calibrate(n_iter: int = 8, damping: float = 0.8) -> pd.DataFrame:
         "emission decline shift before break": 0.0,
     }
     theta = bm.prior("investment allocation elasticity")
-    print(f"trend fit at the prior theta_I = {theta}")
-    p = _fit_trends(_hindcast_model(theta, p), p, obs, n_iter, damping)
+    print(f"window {years[0]}-{years[-1]}: trend fit at the prior theta_I = {theta}")
+    p = _fit_trends(_hindcast_model(theta, p), p, obs, n_iter, damping, years)
     res = minimize_scalar(
         _investment_share_error,
         bounds=(0.0, 4.0),
         method="bounded",
-        args=(p, obs_share),
+        args=(p, obs_share, years),
         options={"xatol": 0.05},
     )
     theta = float(res.x)
-    print(f"trend fit at the calibrated theta_I = {theta:.3f}")
-    p = _fit_trends(_hindcast_model(theta, p), p, obs, n_iter, damping)
+    print(f"window {years[0]}-{years[-1]}: trend fit at the calibrated theta_I = {theta:.3f}")
+    p = _fit_trends(_hindcast_model(theta, p), p, obs, n_iter, damping, years)
+    return p, theta
 
+
+def _rows(p: dict, theta: float, years: list[int], obs: dict, use: str) -> list[dict]:
+    """Table rows for one calibration window."""
+    window = f"{years[0]}-{years[-1]}"
+    last = years[-1]
     # The post-break rates, weighted by emissions at the end of the calibration window.
-    em2018 = obs["emissions"].loc[2018].to_numpy()
-    national_em = float((p["emission intensity decline rate"] * em2018).sum() / em2018.sum())
+    em = obs["emissions"].loc[last].to_numpy()
+    national_em = float((p["emission intensity decline rate"] * em).sum() / em.sum())
+    src = f"calibrate_kazakhstan.py: fixed-point fit on {window} (hindcast .mdl run in PySD)"
     rows = []
-    src = "calibrate_kazakhstan.py: fixed-point fit on 2010-2018 (hindcast .mdl run in PySD)"
+
+    def add(name, region, code, value, unit, source):
+        rows.append(
+            {
+                "parameter": name,
+                "window": window,
+                "used_by": use,
+                "region": region,
+                "region_code": code,
+                "value": value,
+                "unit": unit,
+                "source": source,
+            }
+        )
+
     regional = (
         "external migration rate",
         "external migration rate before break",
@@ -297,57 +325,45 @@ def calibrate(n_iter: int = 8, damping: float = 0.8) -> pd.DataFrame:
     )
     for name in regional:
         for n, c, v in zip(bm.NAMES, bm.CODES, p[name], strict=True):
-            rows.append(
-                {
-                    "parameter": name,
-                    "region": n,
-                    "region_code": c,
-                    "value": v,
-                    "unit": "1/Year",
-                    "source": src,
-                }
-            )
+            add(name, n, c, v, "1/Year", src)
     for rent, tfp in (
         ("resource rent growth rate", "TFP growth rate"),
         ("resource rent growth rate before break", "TFP growth rate before break"),
     ):
         for n, c, v in zip(bm.NAMES, bm.CODES, p[tfp], strict=True):
-            rows.append(
-                {
-                    "parameter": rent,
-                    "region": n,
-                    "region_code": c,
-                    "value": v,
-                    "unit": "1/Year",
-                    "source": f"{src} (= {tfp})",
-                }
-            )
-    scalars = {
-        "capital deepening rate": (p["capital deepening rate"], "1/Year", src),
-        "investment allocation elasticity": (
-            theta,
-            "Dmnl",
-            "calibrate_kazakhstan.py: scipy minimize_scalar on 2011-2018 "
-            "regional non-resource investment shares (log SSE)",
-        ),
-        "national emission decline rate": (
-            national_em,
-            "1/Year",
-            "2018-emissions-weighted mean of the regional post-break rates "
-            "(used for every region in the forecast)",
-        ),
-    }
-    for name, (v, unit, source) in scalars.items():
-        rows.append(
-            {
-                "parameter": name,
-                "region": None,
-                "region_code": None,
-                "value": v,
-                "unit": unit,
-                "source": source,
-            }
-        )
+            add(rent, n, c, v, "1/Year", f"{src} (= {tfp})")
+    add("capital deepening rate", None, None, p["capital deepening rate"], "1/Year", src)
+    add(
+        "investment allocation elasticity",
+        None,
+        None,
+        theta,
+        "Dmnl",
+        f"calibrate_kazakhstan.py: scipy minimize_scalar on 2011-{last} regional non-resource "
+        "investment shares (log SSE)",
+    )
+    add(
+        "national emission decline rate",
+        None,
+        None,
+        national_em,
+        "1/Year",
+        f"{last}-emissions-weighted mean of the regional post-break rates "
+        + ("(used for every region)" if use == "forecast" else "(for comparison; not used)"),
+    )
+    return rows
+
+
+def calibrate(n_iter: int = 8, damping: float = 0.8) -> pd.DataFrame:
+    """Fit on 2010-2018 for the hindcast and on 2010-2021 for the forecast; save and rebuild."""
+    obs = observed()
+    share = np.array([bm.RESOURCE_SHARES.get(c, 0.0) for c in bm.CODES])
+    inv = bm.series("investment_real").T.reindex(bm.YEARS) * (1 - share)
+    obs_share = inv.div(inv.sum(axis=1), axis=0)
+    rows = []
+    for years, use in ((CAL_YEARS, "hindcast"), (FULL_YEARS, "forecast")):
+        p, theta = _calibrate_window(years, obs, obs_share, n_iter, damping)
+        rows += _rows(p, theta, years, obs, use)
     table = pd.DataFrame(rows)
     table.to_csv(bm.DATA / "calibrated_parameters.csv", index=False)
     bm.build()
@@ -493,9 +509,14 @@ def _write_markdown(fit: pd.DataFrame, signs: pd.DataFrame) -> None:
 
 
 def calibration_table() -> str:
-    """Markdown table of models/data/calibrated_parameters.csv."""
+    """Markdown tables of models/data/calibrated_parameters.csv."""
     cal = pd.read_csv(bm.DATA / "calibrated_parameters.csv")
-    reg = cal[cal.region_code.notna()].pivot_table(
+    hind = cal[cal.used_by == "hindcast"]
+    fore = cal[cal.used_by == "forecast"]
+    reg = hind[hind.region_code.notna()].pivot_table(
+        index="region", columns="parameter", values="value", sort=False
+    )
+    fore_reg = fore[fore.region_code.notna()].pivot_table(
         index="region", columns="parameter", values="value", sort=False
     )
     cols = [
@@ -507,12 +528,26 @@ def calibration_table() -> str:
         "emission intensity decline rate before break",
         "emission intensity decline rate",
     ]
-    lines = ["| region | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    lines = [
+        "Hindcast parameters (fitted on 2010-2018), and the forecast's external migration rate "
+        "(fitted on 2010-2021, after the break):",
+        "",
+        "| region | " + " | ".join(cols) + " | forecast: external migration rate |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
     for name in bm.NAMES:
-        lines.append(f"| {name} | " + " | ".join(f"{reg.loc[name, c]:+.4f}" for c in cols) + " |")
-    lines += ["", "| national parameter | value | unit | source |", "|---|---|---|---|"]
+        cells = [f"{reg.loc[name, c]:+.4f}" for c in cols]
+        cells.append(f"{fore_reg.loc[name, 'external migration rate']:+.4f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| national parameter | used by | window | value | unit | source |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in cal[cal.region_code.isna()].itertuples():
-        lines.append(f"| {r.parameter} | {r.value:.4g} | {r.unit} | {r.source} |")
+        lines.append(
+            f"| {r.parameter} | {r.used_by} | {r.window} | {r.value:.4g} | {r.unit} | {r.source} |"
+        )
     return "\n".join(lines) + "\n"
 
 
