@@ -550,9 +550,7 @@ class BaseInputs:
     emission_decline_rate: np.ndarray = field(
         default_factory=lambda: np.full(20, prior("emission intensity decline rate"))
     )
-    emission_decline_rate_early: np.ndarray = field(
-        default_factory=lambda: np.full(20, prior("emission intensity decline rate"))
-    )
+    emission_decline_shift: float = 0.0
     investment_elasticity: float = prior("investment allocation elasticity")
     birth_rate_trend: float = 0.0
     names: list[str] = field(default_factory=lambda: list(NAMES))
@@ -611,9 +609,9 @@ def base_inputs(base: int) -> BaseInputs:
     )
 
 
-def base_utility_terms(b: BaseInputs) -> np.ndarray:
-    """Income and public-service terms of the attractiveness utility at the base year, computed
-    with the model's own formulas (levers off, so local spending = own revenue)."""
+def base_utility_parts(b: BaseInputs) -> tuple[np.ndarray, np.ndarray]:
+    """The income and public-service log-ratios of the attractiveness utility at the base year,
+    computed with the model's own formulas (levers off, so local spending = own revenue)."""
     res = b.resource_share * b.grp
     ynr = b.grp - res
     spending = prior("local revenue rate") * b.grp
@@ -625,26 +623,25 @@ def base_utility_terms(b: BaseInputs) -> np.ndarray:
     expected = income * (1 - b.unemployment)
     services = (1 - prior("public capital share of local spending")) * spending / b.population
     w = b.population / b.population.sum()
-    return prior("income utility weight") * np.log(expected / (w * expected).sum()) + prior(
-        "public service utility weight"
-    ) * np.log(services / (w * services).sum())
+    return np.log(expected / (w * expected).sum()), np.log(services / (w * services).sum())
 
 
-def reference_attractiveness(b: BaseInputs) -> np.ndarray:
-    """Attractiveness of the observed 2022 state in a model that starts in ``b.year``.
-
-    The base departure rates are 2022 observations, so out-migration is referenced to the
-    attractiveness of the 2022 data: the fixed effects plus the 2022 utility terms, with the
-    pollution index of the 2022 emissions relative to the model's base-year emissions (the load
-    is close to its steady state, proportional to emissions).
-    """
-    b22 = base_inputs(2022)
-    pollution_index = b22.emissions / b.emissions
+def base_utility_terms(b: BaseInputs) -> np.ndarray:
+    """The income and public-service terms of the utility at the base year (prior weights)."""
+    income, services = base_utility_parts(b)
     return (
-        calibrated_xi()
-        + base_utility_terms(b22)
-        - prior("pollution utility weight") * (pollution_index - 1.0)
+        prior("income utility weight") * income + prior("public service utility weight") * services
     )
+
+
+def base_attractiveness(b: BaseInputs) -> np.ndarray:
+    """Attractiveness of the initial state: the destination fixed effects (from 2022, the only
+    migration year) plus the utility terms of the base year's statistics at the prior weights.
+
+    The model's utility is written relative to its initial state, so changing the utility
+    weights never moves the initial flows. The hindcast (base 2010) uses 2010 statistics
+    here, no 2022 state."""
+    return calibrated_xi() + base_utility_terms(b)
 
 
 def calibrate_attractiveness(b: BaseInputs, arrivals: np.ndarray) -> np.ndarray:
@@ -673,42 +670,51 @@ def calibrate_attractiveness(b: BaseInputs, arrivals: np.ndarray) -> np.ndarray:
 
 
 def load_calibration(b: BaseInputs) -> BaseInputs:
-    """Apply models/data/calibrated_parameters.csv (written by calibrate_kazakhstan.py)."""
+    """Apply models/data/calibrated_parameters.csv (written by calibrate_kazakhstan.py).
+
+    The hindcast (base 2010) takes the 2010-2018 fit, so that 2019-2022 stay out of the
+    calibration; the forecast (base 2022) takes the full-period fit (design notes 6.2).
+    """
+    uses = {2010: "hindcast", 2022: "forecast"}
+    if b.year not in uses:
+        raise ValueError(
+            f"no calibration for base year {b.year}: calibrated_parameters.csv has a hindcast "
+            "set (base 2010, fitted on 2010-2018) and a forecast set (base 2022); a hindcast "
+            "from another year needs its own fit in calibrate_kazakhstan.py"
+        )
     path = DATA / "calibrated_parameters.csv"
     if not path.exists():
         return b
     cal = pd.read_csv(path)
-    # The hindcast uses the 2010-2018 fit (2019-2022 stay out of sample); the forecast the
-    # full-period fit (design notes 6.2).
-    cal = cal[cal.used_by == ("hindcast" if b.year == 2010 else "forecast")]
+    if "used_by" not in cal.columns:
+        raise ValueError(f"{path}: no 'used_by' column; run models/calibrate_kazakhstan.py")
+    cal = cal[cal.used_by == uses[b.year]]
     scalars = cal[cal.region_code.isna()].set_index("parameter").value
     regional = (
         cal[cal.region_code.notna()]
         .pivot_table(index="region_code", columns="parameter", values="value")
         .reindex(CODES)
     )
+    hindcast = b.year == 2010
     b.external_migration_rate = regional["external migration rate"].to_numpy()
     b.external_migration_rate_early = (
         regional["external migration rate before break"].to_numpy()
-        if b.year == 2010
+        if hindcast
         else b.external_migration_rate.copy()
     )
-    if b.year == 2010:
+    b.capital_deepening_rate = float(scalars["capital deepening rate"])
+    b.investment_elasticity = float(scalars["investment allocation elasticity"])
+    if hindcast:
         b.tfp_growth = regional["TFP growth rate"].to_numpy()
         b.tfp_growth_early = regional["TFP growth rate before break"].to_numpy()
         b.resource_growth = regional["resource rent growth rate"].to_numpy()
         b.resource_growth_early = regional["resource rent growth rate before break"].to_numpy()
         b.lf_trend = regional["labour force participation trend"].to_numpy()
-    b.capital_deepening_rate = float(scalars["capital deepening rate"])
-    b.investment_elasticity = float(scalars["investment allocation elasticity"])
-    if b.year == 2010:
         b.emission_decline_rate = regional["emission intensity decline rate"].to_numpy()
-        b.emission_decline_rate_early = regional[
-            "emission intensity decline rate before break"
-        ].to_numpy()
+        b.emission_decline_shift = float(scalars["emission decline shift before break"])
     else:
+        # The forecast does not extrapolate regional trends (models/README.md, Calibration).
         b.emission_decline_rate = np.full(20, float(scalars["national emission decline rate"]))
-        b.emission_decline_rate_early = b.emission_decline_rate.copy()
     return b
 
 
@@ -995,55 +1001,51 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Out Migration[Region]",
             "internal migration multiplier * base out migration rate[Region] * Population[Region]"
-            " * EXP(-out migration push elasticity * (Perceived Attractiveness[Region] - "
-            "reference attractiveness[Region])) * (1 + transport out migration effect * "
-            "Transport Improvement)",
+            " * EXP(-out migration push elasticity * (Perceived Attractiveness[Region] - base "
+            "attractiveness[Region])) * (1 + transport out migration effect * Transport "
+            "Improvement)",
             "persons/Year",
             "Gross out-migration (design notes M4).",
         )
     )
-    if b.year == 2022:
-        p(
-            eq(
-                "reference attractiveness[Region]",
-                "INITIAL(Attractiveness[Region])",
-                "Dmnl",
-                "Attractiveness at which the departure rate is the observed 2022 rate: the "
-                "initial (2022) attractiveness.",
-            )
-        )
-    else:
-        p(
-            eq(
-                "reference attractiveness[Region]",
-                _vec(reference_attractiveness(b)),
-                "Dmnl",
-                "Attractiveness of the observed 2022 state (2022 income, unemployment and "
-                "spending; pollution index = 2022 / base-year emissions), at which the "
-                "departure rate is the observed 2022 rate (build_model.reference_attractiveness)."
-                " Migration data exist for 2022 only.",
-            )
-        )
     p(
         eq(
             "Attractiveness[Region]",
-            "attractiveness fixed effect[Region] + income utility weight * LN(Expected Income"
-            "[Region] / National Expected Income) + public service utility weight * LN(Public "
-            "Services per Capita[Region] / National Public Services per Capita) - pollution "
-            "utility weight * (Pollution Index[Region] - 1)",
+            "base attractiveness[Region] + income utility weight * (LN(Expected Income[Region] / "
+            "National Expected Income) - reference income term[Region]) + public service utility "
+            "weight * (LN(Public Services per Capita[Region] / National Public Services per "
+            "Capita) - reference public service term[Region]) - pollution utility weight * "
+            "(Pollution Index[Region] - 1)",
             "Dmnl",
-            "Log-utility of living in a region (design notes M2).",
+            "Log-utility of living in a region (design notes M2), written relative to the "
+            "initial state, where it equals base attractiveness (the pollution index is 1 "
+            "there).",
         )
     )
     p(
         eq(
-            "attractiveness fixed effect[Region]",
-            _vec(calibrated_xi()),
+            "base attractiveness[Region]",
+            _vec(base_attractiveness(b)),
             "Dmnl",
-            "Destination fixed effect xi: reproduces 2022 arrivals exactly (build_model."
-            "calibrate_attractiveness).",
+            f"Attractiveness of the initial state: destination fixed effect xi (solved so that "
+            "the logit reproduces 2022 arrivals exactly, build_model.calibrate_attractiveness) "
+            f"plus the {b.year} income and service terms at the prior weights. Departures equal "
+            "the base out migration rate at this attractiveness.",
         )
     )
+    for name, expr, what in (
+        (
+            "reference income term",
+            "INITIAL(LN(Expected Income[Region] / National Expected Income))",
+            "income",
+        ),
+        (
+            "reference public service term",
+            "INITIAL(LN(Public Services per Capita[Region] / National Public Services per Capita))",
+            "public-service",
+        ),
+    ):
+        p(eq(f"{name}[Region]", expr, "Dmnl", f"The {what} log-ratio of the initial state."))
     p(
         eq(
             "Perceived Attractiveness[Region]",
@@ -1829,27 +1831,26 @@ def render_model(b: BaseInputs) -> str:
             _vec(b.emission_decline_rate),
             "1/Year",
             "Autonomous decline after the regime break year. Hindcast: one rate per region "
-            "fitted on 2010-2018 (with one national shift before the break), shrunk towards the "
-            "other regions. Forecast: the emissions-weighted national rate of the 2010-2021 fit, "
-            "for every region (calibrate_kazakhstan.py).",
+            "fitted on 2010-2018 together with the national shift before the break. Forecast: "
+            "the emissions-weighted national rate of the 2010-2021 fit, for every region "
+            "(calibrate_kazakhstan.py).",
         )
     )
     p(
         eq(
-            "emission intensity decline rate before break[Region]",
-            _vec(b.emission_decline_rate_early),
+            "emission decline shift before break",
+            f"{b.emission_decline_shift:.10g}",
             "1/Year",
-            "Autonomous decline before the regime break year: the rate after plus the national "
-            "shift fitted on the national total (hindcast). No effect in the forecast (equal to "
-            "the rate after).",
+            "Extra autonomous decline before the regime break year, the same in every region: "
+            "fitted on the national total in the hindcast (regional pre-break rates would fit "
+            "noise). 0 in the forecast, which starts after the break.",
         )
     )
     p(
         eq(
             "Autonomous Intensity Decline[Region]",
-            "emission intensity decline rate before break[Region] + (emission intensity decline "
-            "rate[Region] - emission intensity decline rate before break[Region]) * STEP(1, "
-            "growth regime break year)",
+            "emission intensity decline rate[Region] + emission decline shift before break * (1 "
+            "- STEP(1, growth regime break year))",
             "1/Year",
             "The decline rate switches with the growth regime (the fast pre-2014 decline was "
             "largely fast non-industrial growth). A STEP in a rate, not in a stock; the "

@@ -350,7 +350,8 @@ class Model:
         Both backends return the same variables, in the same order, with the same dims and
         attributes: PySD's classification is the reference. A constant-valued auxiliary
         (``a = b * 2``) is an ``auxiliary`` with a time axis on both, although the compiled
-        backend evaluates it once.
+        backend evaluates it once. A variable only the compiled backend reports would come
+        last (none is known: its hidden helper states are not reported).
 
         Parameters
         ----------

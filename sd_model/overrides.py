@@ -139,6 +139,7 @@ class ParameterSpace:
                 continue
             info = self.resolve(key, where)
             out[info.py_name] = self._convert(info, value, f"{where}: {key!r}")
+        edited: dict[tuple[str, tuple[str, ...]], str] = {}
         for info, subs, value, key in element_edits:
             label = f"{where}: {key!r}"
             if info.kind == "lookup":
@@ -155,7 +156,16 @@ class ParameterSpace:
             if isinstance(base, pd.Series):
                 raise ParameterError(f"{label}: cannot edit one element of a time series.")
             arr = self._full(info, base)
-            arr.loc[self._selection(info, subs, label)] = number
+            sel = self._selection(info, subs, label)
+            # Names are case-insensitive, so two spellings may name one element: refuse
+            # rather than let the later one win silently.
+            spot = (info.py_name, tuple(sel.values()))
+            if spot in edited:
+                raise ParameterError(
+                    f"{label}: the same element as {edited[spot]!r}; give each element once."
+                )
+            edited[spot] = key
+            arr.loc[sel] = number
             out[info.py_name] = arr
         return out
 
@@ -225,6 +235,7 @@ class ParameterSpace:
                     "(or a mapping of time -> value for a time series)."
                 )
             arr = self._full(info, None)
+            seen: dict[tuple[str, ...], Any] = {}
             for k, v in value.items():
                 subs = [s.strip() for s in (k if isinstance(k, tuple) else str(k).split(","))]
                 if len(subs) != len(info.dims):
@@ -232,7 +243,15 @@ class ParameterSpace:
                         f"{label}: key {k!r} names {len(subs)} element(s); {info.name!r} has "
                         f"dims {list(info.dims)}."
                     )
-                arr.loc[self._selection(info, subs, label)] = _as_number(v, label)
+                sel = self._selection(info, subs, label)
+                spot = tuple(sel.values())
+                if spot in seen:
+                    raise ParameterError(
+                        f"{label}: keys {seen[spot]!r} and {k!r} name the same element; give "
+                        "each element once."
+                    )
+                seen[spot] = k
+                arr.loc[sel] = _as_number(v, label)
             return arr
         if isinstance(value, list | tuple | np.ndarray) and np.ndim(value) > 0:
             try:
@@ -273,7 +292,12 @@ class ParameterSpace:
                         f"{label}: {bad[:3]} not elements of {d!r}; "
                         f"elements: {', '.join(self.coords[d])}."
                     )
-                value = value.assign_coords({d: [self._element(d, c, label) for c in labels]})
+                canonical = [self._element(d, c, label) for c in labels]
+                if len(set(canonical)) < len(canonical):
+                    raise ParameterError(
+                        f"{label}: labels {labels} of {d!r} name an element more than once."
+                    )
+                value = value.assign_coords({d: canonical})
         if not info.dims:
             return float(value.values)
         for d in map(str, value.dims):

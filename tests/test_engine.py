@@ -152,6 +152,18 @@ def test_element_names_are_case_insensitive(example: sd_model.Model) -> None:
     assert not np.allclose(exact["output"].sel(Region="South"), base["output"].sel(Region="South"))
     with pytest.raises(sd_model.ParameterError, match=r"'Souht'.*Did you mean 'South'"):
         example.run({"productivity[Souht]": 1.0}, backend="pysd")
+    # Two spellings of one element are refused, not resolved silently to the last one.
+    for twice in (
+        {"productivity[South]": 1.0, "productivity[south]": 3.0},
+        {"productivity": {"SOUTH": 2.0, "South": 3.0}},
+        {
+            "productivity": xr.DataArray(
+                [1.0, 2.0], dims=["Region"], coords={"Region": ["south", "South"]}
+            )
+        },
+    ):
+        with pytest.raises(sd_model.ParameterError, match="same element|more than once"):
+            example.run(twice, backend="pysd", final_time=2023)
 
 
 def test_initial_time_override_initializes_there(example: sd_model.Model) -> None:
