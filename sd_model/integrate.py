@@ -284,6 +284,7 @@ def _integrate_fixed(system: System, grid: TimeGrid, options: SolverOptions) -> 
     messages: list[str] = []
     next_save = 0
     nfev = 0
+    skipped: list[float] = []
     tol = dt * _TIME_RPREC
     t = grid.initial_time
     for k in range(n_steps + 1):
@@ -292,10 +293,7 @@ def _integrate_fixed(system: System, grid: TimeGrid, options: SolverOptions) -> 
         if k:
             t = t + dt
         while next_save < len(save_times) and save_times[next_save] < t - tol:
-            messages.append(
-                f"Saved time {save_times[next_save]:g} is not a multiple of the time step "
-                f"{dt:g}; it was skipped."
-            )
+            skipped.append(float(save_times[next_save]))
             next_save += 1
         if next_save < len(save_times) and abs(save_times[next_save] - t) <= tol:
             times.append(float(save_times[next_save]))
@@ -311,6 +309,14 @@ def _integrate_fixed(system: System, grid: TimeGrid, options: SolverOptions) -> 
             y = _rk4_step(system.derivative, t, y, dt)
             nfev += 4
         _check_finite(system, t + dt, y)
+    if skipped:
+        # One message for all of them: a long run would otherwise warn once per saved time.
+        shown = ", ".join(f"{x:g}" for x in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        messages.append(
+            f"{len(skipped)} saved time(s) ({shown}) are not multiples of the time step {dt:g} "
+            f"and were skipped, as in PySD; use a SAVEPER that is a multiple of {dt:g} (or "
+            "an adaptive method) to save them."
+        )
     return IntegrationResult(
         times=np.asarray(times),
         states=np.asarray(states),

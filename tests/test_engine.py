@@ -322,3 +322,12 @@ def test_written_files_get_ordinary_permissions(base_run: xr.Dataset, tmp_path: 
     finally:
         os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_saved_times_off_the_euler_grid_warn_once(example: sd_model.Model) -> None:
+    # dt 0.3 from 2022 reaches 2023.5, 2025, ... but never 2022.5 or 2023: PySD skips those
+    # saved times; one warning lists them instead of one warning per time.
+    with pytest.warns(sd_model.SDModelWarning, match=r"10 saved time\(s\) \(2022\.5, 2023,") as rec:
+        ds = example.run(method="euler", time_step=0.3, saveper=0.5, final_time=2030)
+    assert len([w for w in rec if "saved time" in str(w.message)]) == 1
+    np.testing.assert_allclose(ds["time"].values, [2022, 2023.5, 2025, 2026.5, 2028, 2029.5])
