@@ -85,4 +85,11 @@ def test_kazakhstan_policies_notebook_runs_and_shows_results() -> None:
     gap = float(check.split("Williamson index:")[1].split()[0])
     assert gap < 1e-9
     assert "equalization: Williamson index -" in _text(_tagged(nb, "summary"))
+    # The sensitivity heatmap and its table: 4 public-service weights x 3 income weights.
+    assert len(_pngs(_tagged(nb, "sensitivity-figure"))) == 1
+    sens = _text(_tagged(nb, "sensitivity-figure")).splitlines()
+    start = next(i for i, line in enumerate(sens) if line.startswith("income_utility_weight"))
+    rows = [line.split() for line in sens[start + 2 : start + 6]]
+    assert [r[0] for r in rows] == ["0.00", "0.10", "0.25", "0.50"]
+    assert all(len(r) == 4 for r in rows)
     assert seconds < 240, f"the notebook took {seconds:.0f} s; keep it under a minute"
