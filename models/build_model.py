@@ -85,7 +85,7 @@ CAPITALS_SOURCE = (
 
 # Share of GRP that is extractive (oil, gas, ore) rent, treated as exogenous (design notes,
 # principle 3). BNS regional GVA by activity is not in the data set: these are assumptions [A],
-# chosen so that the national total (13.6 % of 2022 GDP) is close to BNS's mining share of
+# chosen so that the national total (13.9 % of 2022 GDP) is close to BNS's mining share of
 # GDP (15.5 of 120.6 trn KZT = 12.9 %, income-approach table 2023).
 RESOURCE_SHARES = {
     "ATY": 0.50,
@@ -100,8 +100,8 @@ RESOURCE_SHARES = {
     "ABY": 0.05,
 }
 RESOURCE_SOURCE = (
-    "assumption [A]: extractive share of GRP; national sum ~13.6% of GDP vs BNS mining share "
-    "12.9% (MODEL-DESIGN.md section 9.3, BNS income-approach GDP 2023)"
+    "assumption [A]: extractive share of GRP; national sum 13.9% of 2022 GDP vs BNS mining "
+    "share 12.9% in 2023 (MODEL-DESIGN.md section 9.3, BNS income-approach GDP 2023)"
 )
 
 RAW_FILES = [
@@ -535,7 +535,6 @@ class BaseInputs:
     death_rate: np.ndarray
     out_migration_rate: np.ndarray
     distance: np.ndarray
-    attractiveness_fixed_effect: np.ndarray = field(default_factory=lambda: np.zeros(20))
     external_migration_rate: np.ndarray = field(default_factory=lambda: np.zeros(20))
     external_migration_rate_early: np.ndarray = field(default_factory=lambda: np.zeros(20))
     tfp_growth: np.ndarray = field(default_factory=lambda: np.full(20, prior("TFP growth prior")))
@@ -1502,7 +1501,8 @@ def render_model(b: BaseInputs) -> str:
             "capital deepening rate",
             f"{b.capital_deepening_rate:.6g}",
             "1/Year",
-            f"Calibrated on national employment 2010-{last} (calibrate_kazakhstan.py).",
+            f"Calibrated on the national unemployment-rate trend 2010-{last} "
+            "(calibrate_kazakhstan.py).",
         )
     )
     p(

@@ -427,6 +427,26 @@ def test_scenario_files_run(name):
     assert np.isfinite(ds.population.values).all()
 
 
+def test_sensitivity_sweep_reproduces_the_baseline_in_its_default_cell():
+    sens = sd_model.sweep_scenario(ROOT / "scenarios" / "equalization_sensitivity.yaml")
+    assert dict(sens["williamson_index"].sizes) == {
+        "equalization_transfer_intensity": 3,
+        "public_service_utility_weight": 4,
+        "income_utility_weight": 3,
+        "time": 29,
+    }
+    assert (sens["status"] == 0).all()
+    default = sens.sel(
+        equalization_transfer_intensity=0.0,
+        public_service_utility_weight=0.1,
+        income_utility_weight=0.5,
+    )
+    base = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "baseline.yaml").run(backend="compiled")
+    # One batched adaptive integration against a single run: equal to the solver tolerance.
+    np.testing.assert_allclose(default["williamson_index"], base["williamson_index"], rtol=1e-4)
+    np.testing.assert_allclose(default["population"], base["population"], rtol=1e-4)
+
+
 # --------------------------------------------------------------------------- hindcast
 @pytest.fixture(scope="module")
 def hindcast():
