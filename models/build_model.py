@@ -141,6 +141,12 @@ PRIORS: dict[str, tuple[float, str, str]] = {
     "public capital depreciation rate": (0.03, "1/Year", "design notes s.4 delta_G [A]"),
     "industrial site TFP effect": (0.03, "Dmnl", "design notes s.3.3 psi_SEZ 0.02-0.05 [A]"),
     "employment adjustment time": (1.0, "Year", "design notes s.4 tau_E [M]"),
+    "capital deepening rate": (
+        0.01 / 0.6,
+        "1/Year",
+        "design notes L2: balanced-growth deepening g_A / (1 - alpha) with the TFP prior 1%/yr "
+        "and alpha 0.4 [D]",
+    ),
     "employment elasticity": (
         0.5,
         "Dmnl",
@@ -545,7 +551,8 @@ class BaseInputs:
     resource_growth: np.ndarray = field(default_factory=lambda: np.zeros(20))
     resource_growth_early: np.ndarray = field(default_factory=lambda: np.zeros(20))
     lf_trend: np.ndarray = field(default_factory=lambda: np.zeros(20))
-    capital_deepening_rate: float = 0.02
+    capital_deepening_rate: float = prior("capital deepening rate")
+    employment_elasticity: float = prior("employment elasticity")
     emission_decline_rate: np.ndarray = field(
         default_factory=lambda: np.full(20, prior("emission intensity decline rate"))
     )
@@ -701,8 +708,8 @@ def load_calibration(b: BaseInputs) -> BaseInputs:
         if hindcast
         else b.external_migration_rate.copy()
     )
-    b.capital_deepening_rate = float(scalars["capital deepening rate"])
     b.investment_elasticity = float(scalars["investment allocation elasticity"])
+    b.employment_elasticity = float(scalars["employment elasticity"])
     if hindcast:
         b.tfp_growth = regional["TFP growth rate"].to_numpy()
         b.tfp_growth_early = regional["TFP growth rate before break"].to_numpy()
@@ -1501,8 +1508,7 @@ def render_model(b: BaseInputs) -> str:
             "capital deepening rate",
             f"{b.capital_deepening_rate:.6g}",
             "1/Year",
-            f"Calibrated on the national unemployment-rate trend 2010-{last} "
-            "(calibrate_kazakhstan.py).",
+            PRIORS["capital deepening rate"][2],
         )
     )
     p(
@@ -1976,7 +1982,20 @@ def render_model(b: BaseInputs) -> str:
         "emission intensity decline rate",
         "abatement capital scale factor",
         "investment allocation elasticity",
+        "employment elasticity",
+        "capital deepening rate",
     }
+    p(
+        eq(
+            "employment elasticity",
+            f"{b.employment_elasticity:.6g}",
+            "Dmnl",
+            "Response of the employment rate to jobs per worker. Prior 0.5 [A]; calibrated on "
+            f"the regional unemployment rates 2010-{last} (calibrate_kazakhstan.py): BNS "
+            "reports them within a few tenths of a point of each other, so employment follows "
+            "the labour force closely (the LFS counts the self-employed).",
+        )
+    )
     for name, (value, units, src) in PRIORS.items():
         if name in emitted or name in skip:
             continue

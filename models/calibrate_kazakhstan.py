@@ -18,7 +18,8 @@ over 2015-2018 of the ratio relative to its 2014 value):
 * ``TFP growth rate[Region]`` and ``... before break`` (= ``resource rent growth rate``): real
   GRP;
 * ``labour force participation trend[Region]``: employment (one rate);
-* ``capital deepening rate`` (national): the national unemployment-rate trend;
+* ``employment elasticity`` (national): the regional unemployment rates, by
+  ``scipy.optimize.minimize_scalar`` with the trends re-fitted at each value;
 * ``emission intensity decline rate[Region]``: emissions, one rate per region over 2010-2018,
   plus one national shift before the break from the national total (regional 4-5-year regimes
   would fit noise);
@@ -38,6 +39,8 @@ series and region) goes to ``models/data/hindcast_fit.csv`` and ``models/hindcas
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import shutil
 import sys
 import tempfile
@@ -67,8 +70,9 @@ SERIES = {
     "employment": "Employment",
     "grp_real": "GRP",
     "emissions": "Emissions",
+    "unemployment_rate": "Unemployment Rate",
 }
-OUTPUTS = [*SERIES.values(), "Unemployment Rate", "Net Migration", "Labour Force"]
+OUTPUTS = list(dict.fromkeys([*SERIES.values(), "Net Migration", "Labour Force"]))
 
 
 def load_pysd(mdl: Path):
@@ -101,9 +105,7 @@ def simulate(model, params: dict) -> dict[str, pd.DataFrame]:
 
 def observed() -> dict[str, pd.DataFrame]:
     """Harmonised data as {series: DataFrame(year x region code)}."""
-    return {
-        k: bm.series(k).T.reindex(bm.YEARS) for k in [*SERIES, "unemployment_rate", "migration_net"]
-    }
+    return {k: bm.series(k).T.reindex(bm.YEARS) for k in [*SERIES, "migration_net"]}
 
 
 def _slope(ratio: pd.DataFrame, years: list[int], base: int = 2010) -> np.ndarray:
@@ -120,7 +122,6 @@ def _hindcast_model(theta: float, trends: dict):
     """Render the hindcast with allocation elasticity ``theta`` into a temp dir and load it."""
     b = bm.base_inputs(2010)
     b.investment_elasticity = theta
-    b.capital_deepening_rate = trends["capital deepening rate"]
     tmp = Path(tempfile.mkdtemp(prefix="kz_calib_")) / "hindcast.mdl"
     tmp.write_text(bm.render_model(b), encoding="utf-8")
     import pysd
@@ -137,9 +138,9 @@ def _params(p: dict) -> dict:
         "TFP growth rate before break": _vec(p["TFP growth rate before break"]),
         "resource rent growth rate before break": _vec(p["TFP growth rate before break"]),
         "labour force participation trend": _vec(p["labour force participation trend"]),
-        "capital deepening rate": p["capital deepening rate"],
         "emission intensity decline rate": _vec(p["emission intensity decline rate"]),
         "emission decline shift before break": p["emission decline shift before break"],
+        "employment elasticity": p["employment elasticity"],
     }
 
 
@@ -148,7 +149,7 @@ def _fit_trends(
 ) -> dict:
     """Damped fixed-point iterations on the trend parameters over ``years`` (see the module
     docstring); the rates before the break use the years up to it, those after the rest."""
-    eta = bm.prior("employment elasticity")
+    eta = p["employment elasticity"]
     early = [y for y in years if y <= BREAK]
     late = [y for y in years if y > BREAK]
     for it in range(n_iter):
@@ -170,14 +171,6 @@ def _fit_trends(
         s_shift = float(
             _slope(nat_df, early)[0] - _slope(nat_df / nat_df.loc[BREAK], late, base=BREAK)[0]
         )
-        lf = sim["Labour Force"].loc[years]
-        u_sim = 1 - sim["Employment"].loc[years].sum(axis=1) / lf.sum(axis=1)
-        u_obs = (obs["unemployment_rate"].loc[years] * lf).sum(axis=1, min_count=20) / lf.sum(
-            axis=1
-        )
-        gap = (u_sim - u_obs).dropna()
-        t = np.asarray(gap.index, float) - 2010
-        s_u = float((gap.to_numpy() * t).sum() / (t**2).sum())
         p["external migration rate"] = p["external migration rate"] + damping * s_pop
         p["external migration rate before break"] = (
             p["external migration rate before break"] + damping * s_pop_early
@@ -189,7 +182,6 @@ def _fit_trends(
         p["labour force participation trend"] = p[
             "labour force participation trend"
         ] + damping * s_emp / (1 - eta)
-        p["capital deepening rate"] -= damping * s_u / (eta * 0.95)
         p["emission intensity decline rate"] = p["emission intensity decline rate"] - damping * s_em
         p["emission decline shift before break"] -= damping * s_shift
         worst = {
@@ -197,7 +189,6 @@ def _fit_trends(
             "GRP": np.abs(np.r_[s_grp, s_grp_early]).max(),
             "employment": np.abs(s_emp).max(),
             "emissions": np.abs(np.r_[s_em, s_shift]).max(),
-            "unemployment": abs(s_u),
         }
         print(
             f"  iteration {it}: max |slope| " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
@@ -222,6 +213,21 @@ def _investment_share_error(
     return err
 
 
+def _unemployment_error(eta: float, model, p: dict, obs: dict, years: list[int]) -> float:
+    """Sum of squared errors of the regional unemployment rates over ``years`` at employment
+    elasticity ``eta``, after re-fitting the trends (warm start from ``p``, which is updated)."""
+    q = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in p.items()}
+    q["employment elasticity"] = eta
+    with contextlib.redirect_stdout(io.StringIO()):
+        q = _fit_trends(model, q, obs, 6, 0.8, years)
+    sim = simulate(model, _params(q))
+    u = 1 - sim["Employment"] / sim["Labour Force"]
+    err = float(((u.loc[years] - obs["unemployment_rate"].reindex(years)) ** 2).sum().sum())
+    print(f"  employment elasticity = {eta:.3f}: regional unemployment SSE {err * 1e4:.1f} pp^2")
+    p.update(q)
+    return err
+
+
 def _calibrate_window(
     years: list[int], obs: dict, obs_share: pd.DataFrame, n_iter: int, damping: float
 ) -> tuple[dict, float]:
@@ -234,9 +240,9 @@ def _calibrate_window(
         "TFP growth rate": np.full(20, bm.prior("TFP growth prior")),
         "TFP growth rate before break": np.full(20, bm.prior("TFP growth prior")),
         "labour force participation trend": np.zeros(20),
-        "capital deepening rate": 0.02,
         "emission intensity decline rate": np.full(20, bm.prior("emission intensity decline rate")),
         "emission decline shift before break": 0.0,
+        "employment elasticity": bm.prior("employment elasticity"),
     }
     theta = bm.prior("investment allocation elasticity")
     print(f"window {years[0]}-{years[-1]}: trend fit at the prior theta_I = {theta}")
@@ -249,8 +255,22 @@ def _calibrate_window(
         options={"xatol": 0.05},
     )
     theta = float(res.x)
-    print(f"window {years[0]}-{years[-1]}: trend fit at the calibrated theta_I = {theta:.3f}")
-    p = _fit_trends(_hindcast_model(theta, p), p, obs, n_iter, damping, years)
+    model = _hindcast_model(theta, p)
+    # The employment elasticity (an assumption [A], prior 0.5) on the regional unemployment
+    # rates, which BNS reports within a few tenths of a point of each other in every year.
+    res = minimize_scalar(
+        _unemployment_error,
+        bounds=(0.01, 1.0),
+        method="bounded",
+        args=(model, p, obs, years),
+        options={"xatol": 0.005},
+    )
+    p["employment elasticity"] = float(res.x)
+    print(
+        f"window {years[0]}-{years[-1]}: trend fit at theta_I = {theta:.3f}, employment "
+        f"elasticity = {p['employment elasticity']:.3f}"
+    )
+    p = _fit_trends(model, p, obs, n_iter, damping, years)
     return p, theta
 
 
@@ -258,8 +278,8 @@ def _calibrate_window(
 # other full-period values are kept for comparison only. The hindcast reads all of its fit
 # except the national emission rate.
 FORECAST_READS = {
+    "employment elasticity",
     "external migration rate",
-    "capital deepening rate",
     "investment allocation elasticity",
     "national emission decline rate",
 }
@@ -311,7 +331,15 @@ def _rows(p: dict, theta: float, years: list[int], obs: dict, use: str) -> list[
     ):
         for n, c, v in zip(bm.NAMES, bm.CODES, p[tfp], strict=True):
             add(rent, n, c, v, "1/Year", f"{src} (= {tfp})")
-    add("capital deepening rate", None, None, p["capital deepening rate"], "1/Year", src)
+    add(
+        "employment elasticity",
+        None,
+        None,
+        p["employment elasticity"],
+        "Dmnl",
+        f"calibrate_kazakhstan.py: scipy minimize_scalar on the regional unemployment rates "
+        f"{window} (SSE, trends re-fitted at each value); prior 0.5 [A]",
+    )
     add(
         "emission decline shift before break",
         None,
@@ -394,15 +422,22 @@ def fit_report() -> pd.DataFrame:
                         "uc": dec["uc"][i],
                     }
                 )
-            tot_s, tot_a = s.sum(axis=1).to_numpy(), a.sum(axis=1).to_numpy()
-            if key != "employment" or a.notna().all(axis=1).any():
+            if key == "unemployment_rate":
+                # National rates: weighted by the labour force (observed: employed / (1 - u)).
+                lf_s = sim["Labour Force"].reindex(years)
+                lf_a = obs["employment"].reindex(years) / (1 - a)
+                tot_s = ((s * lf_s).sum(axis=1) / lf_s.sum(axis=1)).to_numpy()
+                tot_a = ((a * lf_a).sum(axis=1, min_count=20) / lf_a.sum(axis=1)).to_numpy()
+            else:
+                tot_s, tot_a = s.sum(axis=1).to_numpy(), a.sum(axis=1).to_numpy()
+            if a.notna().all(axis=1).any():
                 ok = a.notna().all(axis=1).to_numpy()
                 d = metrics.theil_u_decomposition(tot_s[ok], tot_a[ok])
                 rows.append(
                     {
                         "series": key,
                         "window": window,
-                        "region": "Kazakhstan (sum)",
+                        "region": "Kazakhstan (national)",
                         "region_code": "KZ",
                         "mape_pct": metrics.mape(tot_s[ok], tot_a[ok]),
                         "rmspe_pct": metrics.rmspe(tot_s[ok], tot_a[ok]),
@@ -458,7 +493,7 @@ def _write_markdown(fit: pd.DataFrame, signs: pd.DataFrame) -> None:
     header = "| region | " + " | ".join(SERIES) + " |"
     lines += [header, "|---" * (len(SERIES) + 1) + "|"]
     test = fit[fit.window == "test 2019-2022"]
-    for n in [*bm.NAMES, "Kazakhstan (sum)"]:
+    for n in [*bm.NAMES, "Kazakhstan (national)"]:
         cells = []
         for key in SERIES:
             r = test[(test.series == key) & (test.region == n)].iloc[0]
@@ -467,7 +502,7 @@ def _write_markdown(fit: pd.DataFrame, signs: pd.DataFrame) -> None:
     lines += ["", "## Per region (calibration window 2010-2018: MAPE %)", ""]
     lines += [header, "|---" * (len(SERIES) + 1) + "|"]
     cal = fit[fit.window.str.startswith("calibration")]
-    for n in [*bm.NAMES, "Kazakhstan (sum)"]:
+    for n in [*bm.NAMES, "Kazakhstan (national)"]:
         cells = [
             f"{cal[(cal.series == k) & (cal.region == n)].iloc[0].mape_pct:.1f}" for k in SERIES
         ]
