@@ -6,7 +6,7 @@ Usage (from the repository root)::
     python models/calibrate_kazakhstan.py --report   # only report the fit of the current files
 
 Calibration runs the generated ``kazakhstan_regions_hindcast.mdl`` itself through PySD (no
-re-implementation), starting from 2010 statistics. Only trend parameters are fitted, each by a
+re-implementation), starting from 2010 statistics. Trend parameters are fitted, each by a
 damped fixed-point step on the log-ratio of data to simulation over the calibration window
 2010-2018 (slope through the origin of ``ln(data/sim)`` against ``t - 2010``). Trends that
 switch regime at ``build_model.TFP_BREAK_YEAR`` (2014, fixed from the design notes' World Bank
