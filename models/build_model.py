@@ -1991,9 +1991,10 @@ def render_model(b: BaseInputs) -> str:
             f"{b.employment_elasticity:.6g}",
             "Dmnl",
             "Response of the employment rate to jobs per worker. Prior 0.5 [A]; calibrated on "
-            f"the regional unemployment rates 2010-{last} (calibrate_kazakhstan.py): BNS "
-            "reports them within a few tenths of a point of each other, so employment follows "
-            "the labour force closely (the LFS counts the self-employed).",
+            f"the regional unemployment rates 2010-{last} (deviations from each year's mean "
+            "across regions; calibrate_kazakhstan.py). BNS reports them within a few tenths "
+            "of a point of each other, so employment follows the labour force closely "
+            "(consistent with the LFS counting the self-employed as employed).",
         )
     )
     for name, (value, units, src) in PRIORS.items():
