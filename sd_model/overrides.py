@@ -282,16 +282,7 @@ class ParameterSpace:
         for d in map(str, value.dims):
             if d in value.coords:
                 labels = [str(c) for c in value.coords[d].values]
-                bad = [
-                    c
-                    for c in labels
-                    if not any(normalize_name(c) == normalize_name(e) for e in self.coords[d])
-                ]
-                if bad:
-                    raise ParameterError(
-                        f"{label}: {bad[:3]} not elements of {d!r}; "
-                        f"elements: {', '.join(self.coords[d])}."
-                    )
+                # _element names an unknown label, with the range and close matches.
                 canonical = [self._element(d, c, label) for c in labels]
                 if len(set(canonical)) < len(canonical):
                     raise ParameterError(
