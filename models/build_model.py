@@ -615,9 +615,10 @@ def base_inputs(base: int) -> BaseInputs:
     )
 
 
-def base_utility_parts(b: BaseInputs) -> tuple[np.ndarray, np.ndarray]:
-    """The income and public-service log-ratios of the attractiveness utility at the base year,
-    computed with the model's own formulas (levers off, so local spending = own revenue)."""
+def base_utility_terms(b: BaseInputs) -> np.ndarray:
+    """Income and public-service terms of the attractiveness utility at the base year (prior
+    weights), computed with the model's own formulas (levers off, so local spending = own
+    revenue)."""
     res = b.resource_share * b.grp
     ynr = b.grp - res
     spending = prior("local revenue rate") * b.grp
@@ -629,15 +630,9 @@ def base_utility_parts(b: BaseInputs) -> tuple[np.ndarray, np.ndarray]:
     expected = income * (1 - b.unemployment)
     services = (1 - prior("public capital share of local spending")) * spending / b.population
     w = b.population / b.population.sum()
-    return np.log(expected / (w * expected).sum()), np.log(services / (w * services).sum())
-
-
-def base_utility_terms(b: BaseInputs) -> np.ndarray:
-    """The income and public-service terms of the utility at the base year (prior weights)."""
-    income, services = base_utility_parts(b)
-    return (
-        prior("income utility weight") * income + prior("public service utility weight") * services
-    )
+    return prior("income utility weight") * np.log(expected / (w * expected).sum()) + prior(
+        "public service utility weight"
+    ) * np.log(services / (w * services).sum())
 
 
 def base_attractiveness(b: BaseInputs) -> np.ndarray:
