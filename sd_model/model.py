@@ -30,6 +30,7 @@ from sd_model._errors import (
 from sd_model._meta import SDKind, VariableInfo
 from sd_model.backends import BACKENDS, BackendName, PySDSystem
 from sd_model.integrate import METHODS, Method, SolverOptions, TimeGrid, integrate
+from sd_model.metadata import model_metadata
 from sd_model.overrides import ParameterInfo, ParameterSpace, normalize_name
 from sd_model.results import build_dataset
 from sd_model.translate import (
@@ -86,47 +87,103 @@ class Model:
         self.sha256 = file_sha256(path)
         self._cache_dir = cache_dir
         self.abstract_model = parse_abstract_model(path)
-        self._py_file = translate(path, self.sha256, cache_dir)
+        self._meta = model_metadata(self.abstract_model, path)
         self._compiled: Any = None
         self._compile_error: str | None = None
+        self._compile_exc: SDModelError | None = None
 
     def __repr__(self) -> str:
         return f"<sd_model.Model {self.path.name}: {len(self.variables)} variables>"
 
     # ------------------------------------------------------------------ metadata
+    # Names, units, comments and dims come from the abstract model; values (defaults,
+    # time settings) from the compiled model. PySD's generated module is built (from a
+    # checked abstract model) only for the PySD backend, or for the values of a model
+    # the compiler does not cover.
+    @cached_property
+    def _py_file(self) -> Path:
+        return translate(self.path, self.sha256, self.abstract_model, self._cache_dir)
+
     @cached_property
     def _template(self) -> Any:
-        return load_runtime(self._py_file)
+        return load_runtime(self._py_file, self.path)
 
     @cached_property
     def _doc(self) -> pd.DataFrame:
-        return self._template.doc
+        return self._meta.doc()
 
     @cached_property
     def coords(self) -> dict[str, list[str]]:
         """Subscript range name -> element names."""
-        return {k: [str(e) for e in v] for k, v in self._template._subscript_dict.items()}
+        return {k: list(v) for k, v in self._meta.coords.items()}
 
     @cached_property
     def time_units(self) -> str:
         """Units of the model's time axis (e.g. ``Year``)."""
-        doc = self._doc
+        by_py = {e.py_name: e for e in self._meta.elements}
         for py in ("time_step", "initial_time", "final_time"):
-            row = doc[doc["Py Name"] == py]
-            if len(row) and isinstance(row["Units"].iloc[0], str):
-                return str(row["Units"].iloc[0])
+            e = by_py.get(py)
+            if e is not None and e.units:
+                return e.units
         return ""
+
+    def _compiled_or_none(self) -> Any:
+        try:
+            return self.compiled()
+        except UnsupportedFeatureError:
+            return None
 
     @cached_property
     def control(self) -> dict[str, float]:
         """The model file's INITIAL TIME, FINAL TIME, TIME STEP and SAVEPER."""
+        compiled = self._compiled_or_none()
+        if compiled is not None:
+            return dict(compiled.control)
         comps = self._template.components
         out: dict[str, float] = {}
         for name in _CONTROL:
             try:
                 out[name] = float(getattr(comps, name)())
-            except Exception as exc:  # pragma: no cover - PySD always defines them
+            except Exception as exc:
                 raise ModelLoadError(f"{self.path}: cannot evaluate {name}: {exc}") from exc
+        return out
+
+    @cached_property
+    def _defaults(self) -> dict[str, float | xr.DataArray | None]:
+        """Constants' values in the model file, by py_name (None where unknown)."""
+        names = [
+            e.py_name
+            for e in self._meta.elements
+            if e.type == "Constant" and not e.control and e.py_name != "time"
+        ]
+        compiled = self._compiled_or_none()
+        if compiled is None:
+            comps = self._template.components
+            return {py: _default_value(comps, py) for py in names}
+        # The compiled model's initial pass evaluates every constant of the file.
+        system = compiled.system([{}], compiled.default_grid())
+        init = system._init_values
+        index = compiled._program.by_py_name
+        values = {
+            py: np.asarray(init[f"v{index[py]}"])[0]
+            for py in names
+            if py in index and f"v{index[py]}" in init
+        }
+        out: dict[str, float | xr.DataArray | None] = {}
+        by_py = {e.py_name: e for e in self._meta.elements}
+        for py in names:
+            v = values.get(py)
+            if v is None:
+                out[py] = None
+            elif by_py[py].dims:
+                dims = list(by_py[py].dims)
+                out[py] = xr.DataArray(
+                    np.asarray(v, dtype=float).reshape([len(self.coords[d]) for d in dims]),
+                    coords={d: self.coords[d] for d in dims},
+                    dims=dims,
+                )
+            else:
+                out[py] = float(np.asarray(v, dtype=float).ravel()[0])
         return out
 
     @cached_property
@@ -154,13 +211,13 @@ class Model:
     def variables(self) -> list[VariableInfo]:
         """Every variable a run returns, with its metadata."""
         out: list[VariableInfo] = []
-        runtime = self._template
+        has_args = {e.py_name for e in self._meta.elements if e.has_args}
         for row in self._doc.itertuples(index=False):
             py_name = str(row[1])
             kind_raw = row[5]
             if not isinstance(kind_raw, str) or py_name == "time":
                 continue
-            if kind_raw == "Lookup" or runtime.get_args(py_name):
+            if kind_raw == "Lookup" or py_name in has_args:
                 continue
             subtype = str(row[6])
             kind: SDKind
@@ -192,8 +249,8 @@ class Model:
     def _space(self) -> ParameterSpace:
         infos: list[ParameterInfo] = []
         other: dict[str, str] = {}
-        comps = self._template.components
-        runtime = self._template
+        has_args = {e.py_name for e in self._meta.elements if e.has_args}
+        defaults = self._defaults
         for row in self._doc.itertuples(index=False):
             name, py_name, subs, units, _lim, kind, subtype, comment = row[:8]
             if not isinstance(kind, str) or py_name == "time":
@@ -205,7 +262,7 @@ class Model:
                 )
                 continue
             settable = kind in ("Constant", "Lookup") or (
-                kind == "Data" and not runtime.get_args(py_name)
+                kind == "Data" and py_name not in has_args
             )
             if not settable:
                 what = "stock" if subtype in {"Integ", "NonNegativeInteg"} else "computed variable"
@@ -220,7 +277,7 @@ class Model:
                     dims=dims,
                     units=_text(units),
                     description=_text(comment),
-                    default=None if kind == "Lookup" else _default_value(comps, str(py_name)),
+                    default=None if kind == "Lookup" else defaults.get(str(py_name)),
                 )
             )
         return ParameterSpace(infos, self.coords, other)
@@ -390,6 +447,8 @@ class Model:
             return self._compiled
         if self._compile_error is not None:
             raise UnsupportedFeatureError(self._compile_error)
+        if self._compile_exc is not None:
+            raise self._compile_exc
         try:
             from sd_model.compiler import compile_model
         except ImportError as exc:
@@ -399,6 +458,11 @@ class Model:
             self._compiled = compile_model(self.abstract_model, model_dir=self.path.parent)
         except UnsupportedFeatureError as exc:
             self._compile_error = str(exc)
+            raise
+        except SDModelError as exc:
+            # A defect of the model itself (a circular definition, a missing data file):
+            # the PySD backend would fail on it too, so there is nothing to fall back to.
+            self._compile_exc = exc
             raise
         except Exception as exc:
             # A compiler defect must not make a model unrunnable: report it, and let
@@ -560,7 +624,7 @@ class Model:
     def _run_pysd(
         self, overrides: dict[str, Any], grid: TimeGrid, options: SolverOptions
     ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-        runtime = load_runtime(self._py_file)
+        runtime = load_runtime(self._py_file, self.path)
         capture = self.variables
         system = PySDSystem(runtime, grid, capture, overrides, continuous=options.adaptive)
         result = integrate(system, grid, options)
@@ -600,6 +664,27 @@ class Model:
                 values[var.py_name] = np.asarray(result.observations[0][var.py_name])[0]
         return values, result.times, result.nfev
 
+    def _lookup_summary(self, name: str) -> str:
+        """'(lookup of 6 points, x 0 to 3)': a table has no single value to print."""
+        from pysd.translators.structures import abstract_expressions as ae
+
+        for el in self.abstract_model.sections[0].elements:
+            if el.name != name:
+                continue
+            xs: list[float] = []
+            for comp in el.components:
+                ast_ = comp.ast
+                if isinstance(ast_, ae.InlineLookupsStructure):
+                    ast_ = ast_.lookups
+                if isinstance(ast_, ae.LookupsStructure):
+                    xs.extend(float(x) for x in ast_.x)
+                else:
+                    return "(lookup from data)"
+            if xs:
+                n = len(xs) // max(len(el.components), 1)
+                return f"(lookup of {n} points, x {min(xs):g} to {max(xs):g})"
+        return "(lookup)"
+
     def info(self) -> str:
         """A text summary: time settings, dims, stocks and parameters."""
         c = self.control
@@ -628,10 +713,12 @@ class Model:
             default = row["default"]
             if isinstance(default, dict):
                 default = f"{{{len(default)} elements}}"
+            elif row["kind"] == "lookup":
+                default = self._lookup_summary(str(name))
             dims = f"[{row['dims']}]" if row["dims"] else ""
             lines.append(
                 f"  {name}{dims} = {default} {row['units']}".rstrip()
-                + (f"  ({row['kind']})" if row["kind"] != "constant" else "")
+                + (f"  ({row['kind']})" if row["kind"] not in ("constant", "lookup") else "")
             )
         return "\n".join(lines)
 

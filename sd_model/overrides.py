@@ -128,6 +128,7 @@ class ParameterSpace:
             )
         # Whole-variable values first, then element edits on top of them.
         element_edits: list[tuple[ParameterInfo, list[str], Any, str]] = []
+        whole: dict[str, str] = {}
         for key, value in params.items():
             if not isinstance(key, str):
                 raise ParameterError(f"{where}: parameter names must be text, got {key!r}.")
@@ -138,6 +139,13 @@ class ParameterSpace:
                 element_edits.append((info, subs, value, key))
                 continue
             info = self.resolve(key, where)
+            if info.py_name in whole:
+                # Names are case- and space-insensitive: two keys may be one parameter.
+                raise ParameterError(
+                    f"{where}: {whole[info.py_name]!r} and {key!r} name the same parameter "
+                    f"{info.name!r}; give it once."
+                )
+            whole[info.py_name] = key
             out[info.py_name] = self._convert(info, value, f"{where}: {key!r}")
         edited: dict[tuple[str, tuple[str, ...]], str] = {}
         for info, subs, value, key in element_edits:
