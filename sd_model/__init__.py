@@ -3,9 +3,19 @@
 >>> import sd_model
 >>> model = sd_model.load("models/example_regions.mdl")  # doctest: +SKIP
 >>> ds = model.run(method="RK45")  # doctest: +SKIP
+
+The public names and the submodules (``sd_model.plots``, ``sd_model.metrics``...) are
+imported on first use: ``import sd_model`` (and the ``sd-model`` command, whose
+``--help`` should answer at once) does not pay for NumPy, SciPy, xarray and PySD until
+something needs them.
 """
 
 from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 from sd_model._errors import (
     IntegrationError,
@@ -17,14 +27,16 @@ from sd_model._errors import (
     SettingsError,
     UnsupportedFeatureError,
 )
-from sd_model.compare import compare, disparity_table, fit_table
-from sd_model.ema import to_ema
-from sd_model.integrate import SolverOptions, TimeGrid
-from sd_model.model import Model, load
-from sd_model.results import open_results, to_table, write_results
-from sd_model.runner import sweep, sweep_scenario
-from sd_model.sampling import SampleSpec
-from sd_model.scenarios import Scenario
+
+if TYPE_CHECKING:
+    from sd_model.compare import compare, disparity_table, fit_table
+    from sd_model.ema import to_ema
+    from sd_model.integrate import SolverOptions, TimeGrid
+    from sd_model.model import Model, load
+    from sd_model.results import open_results, to_table, write_results
+    from sd_model.runner import sweep, sweep_scenario
+    from sd_model.sampling import SampleSpec
+    from sd_model.scenarios import Scenario
 
 __version__ = "0.1.0"
 
@@ -54,3 +66,56 @@ __all__ = [
     "to_table",
     "write_results",
 ]
+
+# Public name -> the submodule that defines it, imported on first access.
+_LAZY: dict[str, str] = {
+    "compare": "sd_model.compare",
+    "disparity_table": "sd_model.compare",
+    "fit_table": "sd_model.compare",
+    "to_ema": "sd_model.ema",
+    "SolverOptions": "sd_model.integrate",
+    "TimeGrid": "sd_model.integrate",
+    "Model": "sd_model.model",
+    "load": "sd_model.model",
+    "open_results": "sd_model.results",
+    "to_table": "sd_model.results",
+    "write_results": "sd_model.results",
+    "sweep": "sd_model.runner",
+    "sweep_scenario": "sd_model.runner",
+    "SampleSpec": "sd_model.sampling",
+    "Scenario": "sd_model.scenarios",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name, or a submodule such as ``plots``, on first access."""
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    elif not name.startswith("_"):
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the submodule exists but one of its own imports is missing
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Importing a submodule binds it to the package's attribute of the same name; for
+        # `compare` that would hide the function `sd_model.compare` (the public API) behind
+        # the module `sd_model.compare` whenever another module imported the latter first.
+        if isinstance(value, types.ModuleType) and _LAZY.get(name) == value.__name__:
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

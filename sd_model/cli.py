@@ -2,27 +2,74 @@
 
 User errors (bad files, unknown parameters, failed integrations) print one line and
 exit with status 2; tracebacks are for bugs only.
+
+Only the standard library and :mod:`sd_model._errors` are imported up front, so
+``sd-model --help`` and mistyped arguments answer in a fraction of a second; the numerical
+stack (NumPy, SciPy, xarray, PySD, matplotlib) is imported by the command that needs it.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sd_model._errors import SDModelError, SDModelWarning
-from sd_model.backends import BACKENDS
-from sd_model.integrate import METHODS
 
 SCENARIO_SUFFIXES = {".yaml", ".yml"}
 
+# Copies of sd_model.integrate.METHODS and sd_model.backends.BACKENDS: importing those
+# modules loads SciPy and xarray. tests/test_cli_robustness.py keeps the copies equal.
+_METHODS = ("euler", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23")
+_BACKENDS = ("auto", "compiled", "pysd")
 
-def _parser() -> argparse.ArgumentParser:
+
+@dataclass(frozen=True)
+class _Command:
+    """A sub-command whose parser is defined next to its code, in ``module``."""
+
+    module: str
+    add_parser: str
+    run: str
+    # Repeated here so that `sd-model --help` lists the command without importing its
+    # module; tests/test_cli_robustness.py checks it against the module's parser.
+    help: str
+
+
+_LAZY_COMMANDS = {
+    "sweep": _Command(
+        "sd_model.runner",
+        "add_sweep_parser",
+        "cmd_sweep",
+        "run a scenario file's sweep (grid and/or samples) into a zarr store or netCDF",
+    ),
+    "compare": _Command(
+        "sd_model.compare",
+        "add_compare_parser",
+        "cmd_compare",
+        "disparity indices across regions for one or more runs",
+    ),
+    "plot": _Command(
+        "sd_model.plots",
+        "add_plot_parser",
+        "cmd_plot",
+        "draw a variable by region, or several runs side by side, to an image file",
+    ),
+}
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the top-level parser has no option but -h)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``sd-model`` parser; only ``command``'s module is imported to build it."""
     p = argparse.ArgumentParser(
         prog="sd-model",
         description="Run system-dynamics models (Vensim .mdl, XMILE .xmile/.stmx) and scenarios.",
@@ -37,15 +84,15 @@ def _parser() -> argparse.ArgumentParser:
         help="output file; the extension picks the format: .nc (netCDF), .csv or .tab "
         "(Vensim-style table). Without it a summary is printed.",
     )
-    run.add_argument("--method", choices=METHODS, help="integration method")
-    run.add_argument("--backend", choices=BACKENDS, help="auto (default), compiled or pysd")
+    run.add_argument("--method", choices=_METHODS, help="integration method")
+    run.add_argument("--backend", choices=_BACKENDS, help="auto (default), compiled or pysd")
     run.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="override a parameter (repeatable); NAME[Element]=VALUE sets one element; "
-        "VALUE may be YAML, e.g. '{North: 1, South: 2}'",
+        help="override a parameter (repeatable, each parameter once); NAME[Element]=VALUE "
+        "sets one element; VALUE may be YAML, e.g. '{North: 1, South: 2}'",
     )
     run.add_argument(
         "--jit",
@@ -55,22 +102,34 @@ def _parser() -> argparse.ArgumentParser:
     )
     for flag in ("initial-time", "final-time", "saveper", "time-step", "rtol", "atol", "max-step"):
         run.add_argument(f"--{flag}", type=float)
+    run.set_defaults(func=_cmd_run)
 
     info = sub.add_parser("info", help="print a model's parameters, stocks and dims")
     info.add_argument("model")
+    info.set_defaults(func=_cmd_info)
 
-    from sd_model.compare import add_compare_parser
-    from sd_model.plots import add_plot_parser
-    from sd_model.runner import add_sweep_parser
-
-    add_sweep_parser(sub)
-    add_compare_parser(sub)
-    add_plot_parser(sub)
+    for name, cmd in _LAZY_COMMANDS.items():
+        if name == command:
+            module = importlib.import_module(cmd.module)
+            getattr(module, cmd.add_parser)(sub).set_defaults(func=getattr(module, cmd.run))
+        else:
+            sub.add_parser(name, help=cmd.help)
     return p
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``--set NAME=VALUE`` flags as overrides; each parameter (or element) once.
+
+    Names are case-, space- and underscore-insensitive (Vensim's rule), so
+    ``transfer_intensity`` and ``Transfer Intensity`` are one parameter: giving both, or
+    one twice, is refused rather than letting the later flag win unnoticed.
+    """
+    import yaml
+
+    from sd_model.overrides import normalize_name
+
     out: dict[str, Any] = {}
+    given: dict[tuple[str, tuple[str, ...] | None], tuple[str, str]] = {}
     for item in items:
         if "=" not in item:
             raise SDModelError(f"--set {item!r}: expected NAME=VALUE.")
@@ -78,6 +137,25 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
         name = name.strip()
         if not name:
             raise SDModelError(f"--set {item!r}: missing parameter name.")
+        base, bracket, subs = name.partition("[")
+        spot = (
+            normalize_name(base),
+            tuple(normalize_name(s) for s in subs.rstrip().removesuffix("]").split(","))
+            if bracket
+            else None,
+        )
+        if spot in given:
+            first_name, first_item = given[spot]
+            if first_name == name:
+                raise SDModelError(
+                    f"--set {name!r} is given twice ({first_item!r}, {item!r}); give it once."
+                )
+            what = "one element" if bracket else "one parameter"
+            raise SDModelError(
+                f"--set {first_name!r} and --set {name!r} are two spellings of {what} "
+                f"({first_item!r}, {item!r}); give it once."
+            )
+        given[spot] = (name, item)
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
@@ -121,26 +199,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"{', '.join(sorted(OUTPUT_FORMATS))}."
         )
     kwargs: dict[str, Any] = {}
-    for attr, key in (
-        ("method", "method"),
-        ("backend", "backend"),
-        ("initial_time", "initial_time"),
-        ("final_time", "final_time"),
-        ("saveper", "saveper"),
-        ("time_step", "time_step"),
-        ("rtol", "rtol"),
-        ("atol", "atol"),
-        ("max_step", "max_step"),
+    for attr in (
+        "method",
+        "backend",
+        "initial_time",
+        "final_time",
+        "saveper",
+        "time_step",
+        "rtol",
+        "atol",
+        "max_step",
     ):
         value = getattr(args, attr)
         if value is not None:
-            kwargs[key] = value
+            kwargs[attr] = value
     if args.jit:
         kwargs["jit"] = True
     params = _parse_set(args.set)
     target = Path(args.target)
     if target.suffix.lower() in SCENARIO_SUFFIXES:
-        ds = Scenario.from_yaml(target).run(params=params, **kwargs)
+        scenario = Scenario.from_yaml(target)
+        if scenario.sweep:
+            # Running only the base scenario would write one run where the file asks for
+            # many; say which command runs the file instead.
+            raise SDModelError(
+                f"{target} has a 'sweep:' section; 'sd-model run' runs one scenario. Run the "
+                f"sweep with: sd-model sweep {target} -o OUT.zarr (or OUT.nc)."
+            )
+        ds = scenario.run(params=params, **kwargs)
     else:
         ds = load(target).run(params, **kwargs)
     if args.output:
@@ -158,9 +244,36 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    """An empty ``-o`` is a slip (an unset shell variable), not a request for no file."""
+    output = getattr(args, "output", None)
+    if output is not None and not output.strip():
+        raise SDModelError(
+            f"sd-model {args.command}: the output path (-o/--output) is empty; give a file name."
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sd-model`` command; returns the exit status."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``sd-model`` command; returns the exit status.
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 for a user error (printed as one ``error: ...`` line), 130 when
+        interrupted.
+
+    Examples
+    --------
+    >>> main(["info", "models/example_regions.mdl"])  # doctest: +SKIP
+    0
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser(_command(argv)).parse_args(argv)
 
     def show(message: Any, category: Any, filename: str, lineno: int, *a: Any, **k: Any) -> None:
         if issubclass(category, SDModelWarning):
@@ -171,15 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("always", SDModelWarning)
         warnings.showwarning = show
         try:
-            if args.command == "run":
-                return _cmd_run(args)
-            if args.command == "sweep":
-                from sd_model.runner import cmd_sweep
-
-                return cmd_sweep(args)
-            if args.command == "info":
-                return _cmd_info(args)
-            return int(args.func(args))  # compare, plot
+            _check_output(args)
+            return int(args.func(args))
         except SDModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

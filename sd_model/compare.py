@@ -724,7 +724,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """
     from sd_model.results import write_atomic
 
-    out = Path(args.output) if args.output else None
+    out = Path(args.output) if args.output is not None else None
     if out is not None and out.suffix.lower() not in TABLE_FORMATS:
         raise CompareError(
             f"Cannot write {out}: unknown extension {out.suffix!r}; use one of "

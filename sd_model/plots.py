@@ -100,8 +100,16 @@ def _check_elements(da: xr.DataArray, dim: str, elements: Sequence[str]) -> list
     wanted = [str(e) for e in elements]
     for e in wanted:
         if e not in have:
-            close = difflib.get_close_matches(e, have, n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            # Compared without case ("almaty city"); below 0.6 the "closest" name is noise
+            # (0.5 pairs "Narnia" with "Astana"), so the valid names are listed instead.
+            lowered = {h.lower(): h for h in have}
+            close = [
+                lowered[c] for c in difflib.get_close_matches(e.lower(), lowered, n=3, cutoff=0.6)
+            ]
+            if close:
+                hint = f"; did you mean {' or '.join(map(repr, close))}?"
+            else:
+                hint = f"; the {dim} elements are {', '.join(have)}."
             raise PlotError(f"No {dim} {e!r} in {da.name!r}{hint}")
     return wanted
 

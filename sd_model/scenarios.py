@@ -117,15 +117,22 @@ class Scenario:
         if not p.is_file():
             raise ScenarioError(f"Scenario file not found: {p}")
         text = p.read_text(encoding="utf-8")
+        loader = yaml.SafeLoader(text)
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
+            node = loader.get_single_node()
+            # Checked on the node graph before anything is built from it: an alias is one
+            # shared node there, while a walk over the built data would visit it once per use.
+            _check_nodes(node, str(p))
+            data = loader.construct_document(node) if node is not None else None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f"{p}:{mark.line + 1}" if mark is not None else str(p)
             problem = getattr(exc, "problem", None) or str(exc)
             raise ScenarioError(f"{where}: invalid YAML: {problem}") from exc
-        _check_duplicates(node, str(p))
+        except RecursionError as exc:
+            raise ScenarioError(f"{p}: invalid YAML: nested too deeply.") from exc
+        finally:
+            loader.dispose()
         lines = _key_lines(node)
         return cls.from_dict(data, base_dir=p.parent, source=str(p), lines=lines)
 
@@ -317,23 +324,74 @@ def _section(data: Mapping[str, Any], name: str, allowed: tuple[str, ...], where
     return dict(value)
 
 
-def _check_duplicates(node: Any, source: str) -> None:
-    """YAML lets a later key silently replace an earlier one; in a scenario that loses work."""
+# A scenario file is a few dozen keys and values; aliases that expand it by more than this
+# many nodes are a "billion laughs" document, not a scenario.
+MAX_ALIAS_EXPANSION = 10_000
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
-        seen: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            line = key_node.start_mark.line + 1
-            if key in seen:
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_nodes(root: yaml.Node | None, source: str) -> None:
+    """Refuse repeated keys, self-referring aliases and alias bombs, visiting each node once.
+
+    An alias is the same node object as its anchor, so the graph has one node per node
+    written in the file; counting the nodes each one would expand to (children first,
+    memoised by identity) measures the expansion without performing it.
+    """
+    if root is None:
+        return
+    expanded: dict[int, int] = {}  # id(node) -> nodes it stands for, aliases expanded
+    open_nodes: set[int] = set()  # on the current path: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            expanded[key] = 1 + sum(expanded[id(c)] for c in _children(node))
+            if expanded[key] > len(expanded) + MAX_ALIAS_EXPANSION:
+                line = node.start_mark.line + 1
                 raise ScenarioError(
-                    f"{source}:{line}: key {key!r} repeats the one on line {seen[key]}; "
-                    "merge them into one."
+                    f"{source}:{line}: YAML aliases expand this value to {expanded[key]:,} "
+                    f"nodes; a scenario file may repeat at most {MAX_ALIAS_EXPANSION:,} nodes "
+                    "through aliases. Write the values out instead."
                 )
-            seen[key] = line
-            _check_duplicates(value_node, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _check_duplicates(item, source)
+            continue
+        if key in expanded:
+            continue
+        if key in open_nodes:
+            line = node.start_mark.line + 1
+            raise ScenarioError(
+                f"{source}:{line}: a YAML alias refers to a value that contains it; a "
+                "scenario cannot be recursive."
+            )
+        open_nodes.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            _check_unique_keys(node, source)
+        stack.extend((c, False) for c in reversed(_children(node)) if id(c) not in expanded)
+
+
+def _check_unique_keys(node: yaml.MappingNode, source: str) -> None:
+    """YAML lets a later key silently replace an earlier one; in a scenario that loses work."""
+    seen: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            continue  # not text: refused when the mapping is built ("unhashable key")
+        key = str(key_node.value)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ScenarioError(
+                f"{source}:{line}: key {key!r} repeats the one on line {seen[key]}; "
+                "merge them into one."
+            )
+        seen[key] = line
 
 
 def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:

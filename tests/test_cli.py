@@ -140,6 +140,35 @@ def test_info_lists_parameters_stocks_and_dims(capsys: pytest.CaptureFixture[str
     assert "birth rate = 0.018 1/Year" in out
 
 
+def test_info_describes_lookups(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(EXAMPLE)]) == 0
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if "attractiveness lookup" in ln]
+    # (0,0.2),(0.5,0.5),(1,1),(1.5,1.4),(2,1.6),(3,1.7) in models/example_regions.mdl
+    assert "6 points" in line and "0 to 3" in line
+
+
+def test_example_scenario_description_is_true() -> None:
+    sc = sd_model.Scenario.from_yaml(SCENARIO)
+    text = " ".join(sc.description.split())
+    assert "Kazakhstan model lands" not in text  # it has landed: models/kazakhstan_regions.mdl
+    model = sc.load_model()
+    defaults = model.parameters["default"]
+    # "three-region model (North, Centre, South ...), 2022-2050"
+    assert list(model.coords["Region"]) == ["North", "Centre", "South"]
+    assert "North, Centre, South" in text and "2022-2050" in text
+    assert (sc.time.get("initial"), sc.time.get("final")) == (2022.0, 2050.0)
+    # "the equalization transfer lever at 0.5 (the model's default is 0, off)"
+    assert sc.set == {"transfer intensity": 0.5} and "at 0.5" in text
+    assert defaults["transfer intensity"] == 0.0 and "default is 0" in text
+    # "switched on in 2025 and ramped in over two years"
+    assert defaults["policy start year"] == 2025.0 and "in 2025" in text
+    assert defaults["ramp years"] == 2.0 and "over two years" in text
+    transfer = sc.run(model, final_time=2030)["transfer"].sel(Region="South")
+    assert float(abs(transfer.sel(time=2025))) == 0.0 < float(transfer.sel(time=2026))
+    for name in ("baseline.yaml", "equalization.yaml"):
+        assert name in text and (SCENARIO.parent / name).is_file()
+
+
 def test_console_script_runs_in_a_subprocess(tmp_path: Path) -> None:
     # The installed entry point, as a user calls it; a user error exits 2 without traceback.
     exe = Path(sys.executable).with_name("sd-model")

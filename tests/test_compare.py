@@ -294,6 +294,9 @@ def test_cli_user_errors(tmp_path: Path) -> None:
         _cli(["compare", a, "-o", str(tmp_path / "t.xlsx")])
     with pytest.raises(sd_model.SDModelError, match="No results"):
         _cli(["compare", str(tmp_path / "missing.nc")])
+    # An empty -o (an unset shell variable) is not "no file": nothing printed, an error.
+    with pytest.raises(sd_model.SDModelError, match="unknown extension ''"):
+        _cli(["compare", a, "-o", ""])
 
 
 # --------------------------------------------------------------------------- real model

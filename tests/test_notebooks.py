@@ -93,3 +93,23 @@ def test_kazakhstan_policies_notebook_runs_and_shows_results() -> None:
     assert [r[0] for r in rows] == ["0.00", "0.10", "0.25", "0.50"]
     assert all(len(r) == 4 for r in rows)
     assert seconds < 240, f"the notebook took {seconds:.0f} s; keep it under a minute"
+
+
+def test_notebook_is_committed_with_its_outputs() -> None:
+    # A reader on the web sees the committed file, not a run: it must carry its figures
+    # and tables, from one run in order, without local paths, at a size a repo can hold.
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    assert all(c.outputs for c in code)
+    assert not [o for c in code for o in c.outputs if o.output_type == "error"]
+    for tag in ("williamson-figure", "regional-figure", "sensitivity-figure"):
+        (png,) = _pngs(_tagged(nb, tag))
+        assert png.startswith(b"\x89PNG\r\n\x1a\n"), tag
+    for tag in ("regional-table", "disparity-table", "summary"):
+        assert _text(_tagged(nb, tag)).strip(), tag
+    text = NOTEBOOK.read_text(encoding="utf-8")
+    assert str(ROOT) not in text and "/home/" not in text
+    assert NOTEBOOK.stat().st_size < 1_000_000

@@ -113,6 +113,24 @@ def test_plot_regions_errors() -> None:
     both = compare({"a": ds, "b": _run(4)})
     with pytest.raises(PlotError, match="select all but one"):
         plot_regions(both, "population")
+
+
+def test_unknown_region_suggests_only_close_names() -> None:
+    # Kazakhstan's units: "Narnia" is as close to "Astana" (difflib ratio 0.5) as to nothing.
+    names = ["Astana", "Almaty city", "Shymkent", "Kostanay", "Turkistan"]
+    ds = xr.Dataset(
+        {"population": (("time", "Region"), np.ones((2, len(names))))},
+        coords={"time": [2022.0, 2023.0], "Region": names},
+    )
+    with pytest.raises(PlotError) as caught:
+        plot_regions(ds, "population", ["Narnia"])
+    message = str(caught.value)
+    assert "did you mean" not in message
+    assert message.endswith("the Region elements are " + ", ".join(names) + ".")
+    with pytest.raises(PlotError, match=r"No Region 'almaty City'.*did you mean 'Almaty city'\?$"):
+        plot_regions(ds, "population", ["almaty City"])
+    with pytest.raises(PlotError, match=r"did you mean 'Turkistan'\?$"):
+        plot_scenarios(compare({"a": ds, "b": ds}), "population", "Turkestan")
     assert isinstance(PlotError("x"), sd_model.SDModelError)
 
 
