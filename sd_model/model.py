@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -15,12 +14,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pysd
 import xarray as xr
 
-from sd_model import _version
 from sd_model._errors import (
-    IntegrationError,
     ModelLoadError,
     SDModelError,
     SDModelWarning,
@@ -28,10 +24,12 @@ from sd_model._errors import (
     UnsupportedFeatureError,
 )
 from sd_model._meta import SDKind, VariableInfo
-from sd_model.backends import BACKENDS, BackendName, PySDSystem
-from sd_model.integrate import METHODS, Method, SolverOptions, TimeGrid, integrate
+from sd_model.evaluate import BackendName, evaluate
+from sd_model.integrate import METHODS, Method, SolverOptions, TimeGrid
 from sd_model.metadata import model_metadata
+from sd_model.options import TimeSettings
 from sd_model.overrides import ParameterInfo, ParameterSpace, normalize_name
+from sd_model.provenance import provenance
 from sd_model.results import build_dataset
 from sd_model.translate import (
     XMILE_SUFFIXES,
@@ -489,6 +487,8 @@ class Model:
         time_step: float | None = None,
         scenario: str = "",
         jit: bool = False,
+        solver: SolverOptions | None = None,
+        time: TimeSettings | None = None,
     ) -> xr.Dataset:
         """Simulate the model and return the results as a Dataset.
 
@@ -513,6 +513,11 @@ class Model:
             Replace the model file's time settings.
         scenario : str
             A name recorded in the attrs.
+        solver : SolverOptions, optional
+            Method and tolerances as one object (instead of ``method``, ``rtol``,
+            ``atol``, ``max_step``).
+        time : TimeSettings, optional
+            Time settings as one object (instead of ``initial_time`` ... ``time_step``).
         jit : bool
             With ``method="euler"`` on the compiled backend, run all steps in one
             numba-compiled kernel (needs numba: ``pip install sd_model[fast]``). The
@@ -536,133 +541,58 @@ class Model:
         --------
         >>> ds = model.run({"growth rate": 0.03}, method="RK45", final_time=2050)  # doctest: +SKIP
         """
-        if backend not in BACKENDS:
-            raise SDModelError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-        chosen = self.resolve_method(method)
-        options = SolverOptions(method=chosen, rtol=rtol, atol=atol, max_step=max_step)
-        grid = self.time_grid(
-            initial_time=initial_time, final_time=final_time, saveper=saveper, time_step=time_step
+        if solver is not None:
+            if method is not None or (rtol, atol, max_step) != (1e-6, 1e-6, None):
+                raise SettingsError(
+                    "Give either solver=SolverOptions(...) or method=/rtol=/atol=/max_step=, "
+                    "not both."
+                )
+            options = solver
+        else:
+            options = SolverOptions(
+                method=self.resolve_method(method), rtol=rtol, atol=atol, max_step=max_step
+            )
+        if time is not None:
+            if any(v is not None for v in (initial_time, final_time, saveper, time_step)):
+                raise SettingsError(
+                    "Give either time=TimeSettings(...) or initial_time=/final_time=/"
+                    "saveper=/time_step=, not both."
+                )
+            grid = self.time_grid(**time.as_kwargs())
+        else:
+            grid = self.time_grid(
+                initial_time=initial_time,
+                final_time=final_time,
+                saveper=saveper,
+                time_step=time_step,
+            )
+        ev = evaluate(
+            self,
+            [params or {}],
+            solver=options,
+            grid=grid,
+            backend=backend,
+            jit=jit,
         )
-        overrides = self.normalize_params(params)
-        used = backend
-        note = ""
-        if backend in ("auto", "compiled"):
-            try:
-                compiled = self.compiled()
-                used = "compiled"
-            except UnsupportedFeatureError as exc:
-                if backend == "compiled":
-                    raise
-                used = "pysd"
-                note = str(exc)
-                warnings.warn(
-                    f"{self.path.name}: using the PySD backend because the compiled backend "
-                    f"cannot run this model: {exc}",
-                    SDModelWarning,
-                    stacklevel=2,
-                )
-        try:
-            if used == "compiled":
-                variables = _with_time_series(self.output_variables("compiled"), overrides)
-                values, times, nfev = self._run_compiled(
-                    compiled, variables, overrides, grid, options, jit=jit
-                )
-                coords = compiled.coords
-            else:
-                values, times, nfev = self._run_pysd(overrides, grid, options)
-                variables = _with_time_series(self.variables, overrides)
-                coords = self.coords
-        except (IntegrationError, UnsupportedFeatureError) as exc:
-            # Name the model file: in a sweep or a CLI log several models may be in play.
-            if self.path.name in str(exc):
-                raise
-            raise type(exc)(f"{self.path.name}: {exc}") from exc
-        attrs = self._attrs(params, options, grid, used, scenario, note)
+        attrs = provenance(
+            self,
+            solver=options,
+            grid=grid,
+            backend=ev.backend,
+            note=ev.note,
+            scenario=scenario,
+            overrides=params,
+            title=f"sd_model run of {self.path.name}",
+        )
         return build_dataset(
-            times,
-            values,
-            [v for v in variables if v.py_name in values],
-            coords,
+            ev.times,
+            {k: v[0] for k, v in ev.values.items()},
+            ev.variables,
+            self.coords,
             time_units=self.time_units,
             attrs=attrs,
-            diagnostics={"solver_nfev": np.asarray(nfev), "solver_status": np.asarray(0)},
+            diagnostics={"solver_nfev": np.asarray(ev.nfev[0]), "solver_status": np.asarray(0)},
         )
-
-    def _attrs(
-        self,
-        params: Mapping[str, Any] | None,
-        options: SolverOptions,
-        grid: TimeGrid,
-        backend: str,
-        scenario: str,
-        note: str,
-    ) -> dict[str, Any]:
-        return {
-            "title": f"sd_model run of {self.path.name}",
-            "model_file": self.path.name,
-            "model_path": str(self.path),
-            "model_sha256": self.sha256,
-            "sd_model_version": _version.version(),
-            "pysd_version": pysd.__version__,
-            "numpy_version": np.__version__,
-            "backend": backend,
-            "backend_note": note,
-            "solver_method": options.method,
-            "solver_rtol": options.rtol,
-            "solver_atol": options.atol,
-            "solver_max_step": options.max_step if options.max_step is not None else "",
-            "initial_time": grid.initial_time,
-            "final_time": grid.final_time,
-            "time_step": grid.time_step,
-            "saveper": grid.saveper,
-            "time_units": self.time_units,
-            "scenario": scenario,
-            "overrides": json.dumps(_jsonable(params or {}), sort_keys=True),
-            "Conventions": "CF-1.8",
-        }
-
-    def _run_pysd(
-        self, overrides: dict[str, Any], grid: TimeGrid, options: SolverOptions
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-        runtime = load_runtime(self._py_file, self.path)
-        capture = self.variables
-        system = PySDSystem(runtime, grid, capture, overrides, continuous=options.adaptive)
-        result = integrate(system, grid, options)
-        _report_messages(result.messages)
-        values: dict[str, np.ndarray] = {}
-        for var in _with_time_series(capture, overrides):
-            arrs = [_as_array(obs[var.py_name], var, self.coords) for obs in result.observations]
-            values[var.py_name] = np.stack(arrs) if var.time_dependent else arrs[0]
-        return values, result.times, result.nfev
-
-    def _run_compiled(
-        self,
-        compiled: Any,
-        variables: list[VariableInfo],
-        overrides: dict[str, Any],
-        grid: TimeGrid,
-        options: SolverOptions,
-        *,
-        jit: bool = False,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
-        system = compiled.system([overrides], grid, continuous=options.adaptive)
-        result = None
-        if jit and options.method == "euler":
-            result = system.run_euler()  # None when numba or the kernel cannot run it
-        if result is None:
-            result = integrate(system, grid, options)
-        _report_messages(result.messages)
-        values: dict[str, np.ndarray] = {}
-        for var in variables:
-            if var.py_name not in result.observations[0]:
-                continue
-            if var.time_dependent:
-                values[var.py_name] = np.stack(
-                    [np.asarray(obs[var.py_name])[0] for obs in result.observations]
-                )
-            else:
-                values[var.py_name] = np.asarray(result.observations[0][var.py_name])[0]
-        return values, result.times, result.nfev
 
     def _lookup_summary(self, name: str) -> str:
         """'(lookup of 6 points, x 0 to 3)': a table has no single value to print."""
@@ -723,18 +653,6 @@ class Model:
         return "\n".join(lines)
 
 
-def _with_time_series(
-    variables: list[VariableInfo], overrides: Mapping[str, Any]
-) -> list[VariableInfo]:
-    """A constant replaced by a time series varies in time: give it a time axis."""
-    return [
-        dataclasses.replace(v, time_dependent=True)
-        if not v.time_dependent and isinstance(overrides.get(v.py_name), pd.Series)
-        else v
-        for v in variables
-    ]
-
-
 def _default_value(components: Any, py_name: str) -> float | xr.DataArray | None:
     """A constant's value in the model file (None when PySD cannot evaluate it alone)."""
     try:
@@ -765,43 +683,3 @@ def _dataarray_to_dict(da: xr.DataArray) -> dict[str, float]:
     for idx, v in zip(flat.indexes["_all"], flat.values, strict=True):
         out[",".join(str(x) for x in idx)] = float(v)
     return out
-
-
-def _as_array(value: Any, var: VariableInfo, coords: Mapping[str, list[str]]) -> np.ndarray:
-    if isinstance(value, xr.DataArray):
-        if tuple(str(d) for d in value.dims) != var.dims:
-            value = value.transpose(*[d for d in var.dims if d in value.dims])
-        # PySD names a dim after its range even when a variable covers only part of
-        # it; place such values on the whole range (NaN elsewhere) so dims agree.
-        for d in value.dims:
-            full = coords.get(str(d))
-            if full is not None and [str(c) for c in value.coords[d].values] != full:
-                value = value.assign_coords({d: [str(c) for c in value.coords[d].values]})
-                value = value.reindex({d: full})
-        return np.asarray(value.values, dtype=float)
-    arr = np.asarray(value, dtype=float)
-    if var.dims:
-        shape = tuple(len(coords[d]) for d in var.dims)
-        arr = np.broadcast_to(arr, shape).copy()
-    return arr
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, xr.DataArray):
-        return _dataarray_to_dict(obj) if obj.ndim else float(obj)
-    if isinstance(obj, pd.Series):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
-def _report_messages(messages: list[str]) -> None:
-    for msg in messages:
-        warnings.warn(msg, SDModelWarning, stacklevel=3)
