@@ -877,7 +877,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Population[Region]",
             "INTEG(Population Net Change[Region], initial population[Region])",
-            "persons",
+            "person",
             "Resident population (single stock; age structure not modelled).",
         )
     )
@@ -885,7 +885,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "initial population[Region]",
             _vec(b.population),
-            "persons",
+            "person",
             f"BNS average annual population {b.year} (harmonised_series.csv: population).",
         )
     )
@@ -894,7 +894,7 @@ def render_model(b: BaseInputs) -> str:
             "Births[Region]",
             "fertility multiplier * crude birth rate[Region] * EXP(birth rate trend * (Time - "
             "base year)) * Population[Region]",
-            "persons/Year",
+            "person/Year",
             "Births.",
         )
     )
@@ -919,7 +919,7 @@ def render_model(b: BaseInputs) -> str:
             "Deaths[Region]",
             "crude death rate[Region] * pollution mortality multiplier[Region] * "
             "Population[Region]",
-            "persons/Year",
+            "person/Year",
             "Deaths.",
         )
     )
@@ -954,7 +954,7 @@ def render_model(b: BaseInputs) -> str:
             "(external migration rate before break[Region] + (external migration rate[Region] - "
             "external migration rate before break[Region]) * STEP(1, growth regime break year)) "
             "* Population[Region]",
-            "persons/Year",
+            "person/Year",
             "International migration and statistical residual (calibrated).",
         )
     )
@@ -976,7 +976,7 @@ def render_model(b: BaseInputs) -> str:
             "effect in the forecast (equal to the rate after).",
         )
     )
-    p(eq("Total Population", "SUM(Population[Region!])", "persons", "National population."))
+    p(eq("Total Population", "SUM(Population[Region!])", "person", "National population."))
 
     p(
         "\n********************************************************\n\t.Migration\n"
@@ -1005,7 +1005,7 @@ def render_model(b: BaseInputs) -> str:
             " * EXP(-out migration push elasticity * (Perceived Attractiveness[Region] - base "
             "attractiveness[Region])) * (1 + transport out migration effect * Transport "
             "Improvement)",
-            "persons/Year",
+            "person/Year",
             "Gross out-migration (design notes M4).",
         )
     )
@@ -1104,7 +1104,8 @@ def render_model(b: BaseInputs) -> str:
             "off diagonal[Region, Destination] * EXP(Perceived Attractiveness[Destination]) * "
             "Population[Destination] * Effective Distance[Region, Destination] ^ (-distance "
             "elasticity)",
-            "persons",
+            # person * km ^ (-distance elasticity), with the elasticity at its prior, 1.
+            "person/km",
             "Logit/gravity weight of destination j for origin i (M6).",
         )
     )
@@ -1113,7 +1114,7 @@ def render_model(b: BaseInputs) -> str:
             "Migration Flow[Region, Destination]",
             "Out Migration[Region] * Destination Weight[Region, Destination] / "
             "SUM(Destination Weight[Region, Destination!])",
-            "persons/Year",
+            "person/Year",
             "Origin-destination flow matrix M_ij (M8).",
         )
     )
@@ -1121,7 +1122,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Arrivals[Destination]",
             "SUM(Migration Flow[Region!, Destination])",
-            "persons/Year",
+            "person/Year",
             "Inter-regional arrivals by destination.",
         )
     )
@@ -1129,7 +1130,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "In Migration[Region]",
             "Arrivals[Region]",
-            "persons/Year",
+            "person/Year",
             "Inter-regional arrivals by region.",
         )
     )
@@ -1137,7 +1138,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Net Migration[Region]",
             "In Migration[Region] - Out Migration[Region]",
-            "persons/Year",
+            "person/Year",
             "Net inter-regional migration; sums to zero by construction.",
         )
     )
@@ -1145,7 +1146,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Net Migration Sum",
             "SUM(Net Migration[Region!])",
-            "persons/Year",
+            "person/Year",
             "Conservation check: identically zero up to rounding.",
         )
     )
@@ -1153,7 +1154,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Gross Internal Migration",
             "SUM(Out Migration[Region!])",
-            "persons/Year",
+            "person/Year",
             "Total inter-regional moves.",
         )
     )
@@ -1462,7 +1463,7 @@ def render_model(b: BaseInputs) -> str:
             "Labour Force[Region]",
             "labour force ratio[Region] * Population[Region] * EXP(labour force participation "
             "trend[Region] * (Time - base year))",
-            "persons",
+            "person",
             "Labour force (L1, per capita).",
         )
     )
@@ -1510,7 +1511,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "Jobs[Region]",
             "Capital[Region] / Capital per Job[Region]",
-            "persons",
+            "person",
             "Jobs offered by the capital stock (L3).",
         )
     )
@@ -1547,7 +1548,7 @@ def render_model(b: BaseInputs) -> str:
             "Labour Force[Region] * Raw Employment Rate[Region] / (1 + (Raw Employment Rate"
             "[Region] / max employment rate) ^ employment rate curvature) ^ (1 / employment rate "
             "curvature)",
-            "persons",
+            "person",
             "Smooth minimum of job-driven employment and the labour "
             "force net of frictional unemployment (L4).",
         )
@@ -1557,7 +1558,7 @@ def render_model(b: BaseInputs) -> str:
             "Employment[Region]",
             "INTEG((Desired Employment[Region] - Employment[Region]) / employment adjustment time"
             " + Employment Coflow[Region], initial employment[Region])",
-            "persons",
+            "person",
             "Employed persons (L5).",
         )
     )
@@ -1565,7 +1566,7 @@ def render_model(b: BaseInputs) -> str:
         eq(
             "initial employment[Region]",
             _vec(b.employment),
-            "persons",
+            "person",
             f"BNS LFS employment {b.year} (harmonised_series.csv).",
         )
     )
@@ -1574,7 +1575,7 @@ def render_model(b: BaseInputs) -> str:
             "Employment Coflow[Region]",
             "Employment[Region] * (Population Net Change[Region] / Population[Region] + labour "
             "force participation trend[Region])",
-            "persons/Year",
+            "person/Year",
             "Employment moves with the labour force (births, deaths, migration, participation), so"
             " E/LF changes only through jobs. Generalises the out-migration co-flow of design "
             "notes L5 and section 8, which left a growth-lag bias in fast-growing regions.",
@@ -1585,7 +1586,7 @@ def render_model(b: BaseInputs) -> str:
             "Population Net Change[Region]",
             "Births[Region] - Deaths[Region] + Net Migration[Region] + External Net Migration"
             "[Region]",
-            "persons/Year",
+            "person/Year",
             "Net flow into Population.",
         )
     )
