@@ -8,7 +8,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sd_model._errors import SDModelError
+from sd_model._errors import SDModelError, SDModelWarning
 from sd_model._meta import VariableInfo
 
 OUTPUT_FORMATS = {".nc": "netcdf", ".nc4": "netcdf", ".csv": "csv", ".tab": "tab", ".tsv": "tab"}
@@ -43,7 +45,7 @@ def build_dataset(
     *,
     time_units: str,
     attrs: Mapping[str, Any],
-    lead_dims: Sequence[tuple[str, Sequence[Any]]] = (),
+    lead_dims: Sequence[tuple[str, Sequence[Any] | np.ndarray]] = (),
     diagnostics: Mapping[str, np.ndarray] | None = None,
 ) -> xr.Dataset:
     """Assemble a run (or a batch of runs) into a Dataset following our conventions.
@@ -64,7 +66,8 @@ def build_dataset(
     attrs : mapping
         Global attributes (converted to netCDF-storable values).
     lead_dims : sequence of (name, coordinate values)
-        Leading dimensions of a batch (``scenario`` or grid parameters).
+        Leading dimensions of a batch (``scenario`` or grid parameters). NumPy arrays
+        are kept as they are (a list of a large sweep's values would take gigabytes).
     diagnostics : mapping, optional
         Solver diagnostics stored as data variables (``solver_nfev`` ...), shaped like
         the lead dims.
@@ -74,7 +77,9 @@ def build_dataset(
     xarray.Dataset
     """
     lead_names = [name for name, _ in lead_dims]
-    ds_coords: dict[str, Any] = {name: list(vals) for name, vals in lead_dims}
+    ds_coords: dict[str, Any] = {
+        name: vals if isinstance(vals, np.ndarray) else list(vals) for name, vals in lead_dims
+    }
     ds_coords["time"] = ("time", np.asarray(times, dtype=float), {"units": time_units or ""})
     data_vars: dict[str, Any] = {}
     for var in variables:
@@ -207,29 +212,75 @@ def write_results(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     return out
 
 
-def open_results(path: str | os.PathLike[str]) -> xr.Dataset:
+def open_results(path: str | os.PathLike[str], *, allow_partial: bool = False) -> xr.Dataset:
     """Open results written by sd_model (netCDF file or zarr store).
 
     Parameters
     ----------
     path : path-like
         A ``.nc`` file or a ``.zarr`` directory.
+    allow_partial : bool
+        Open a sweep that has not finished (attr ``sweep_complete`` 0: interrupted, or
+        still running), with a warning. Its scenarios not run yet have ``status`` -1
+        and NaN outputs.
 
     Returns
     -------
     xarray.Dataset
         Loaded lazily where the format allows.
 
+    Raises
+    ------
+    SDModelError
+        No results at ``path``, an unknown format, or a sweep not finished (without
+        ``allow_partial``): the message says how many scenarios are missing and how to
+        resume.
+
+    Warns
+    -----
+    SDModelWarning
+        With ``allow_partial=True``, when the sweep is not finished; it names the number
+        of scenarios missing.
+
     Examples
     --------
     >>> ds = open_results("results/baseline.nc")  # doctest: +SKIP
     >>> ds["population"].sel(Region="Astana").plot()  # doctest: +SKIP
+    >>> partial = open_results("results/sweep.zarr", allow_partial=True)  # doctest: +SKIP
     """
     p = Path(path)
     if not p.exists():
         raise SDModelError(f"No results at {p}.")
     if p.is_dir() or p.suffix == ".zarr":
-        return xr.open_zarr(p)
-    if p.suffix.lower() in {".nc", ".nc4"}:
-        return xr.open_dataset(p)
-    raise SDModelError(f"Cannot open {p}: expected a .nc file or a .zarr store.")
+        ds = xr.open_zarr(p)
+    elif p.suffix.lower() in {".nc", ".nc4"}:
+        ds = xr.open_dataset(p)
+    else:
+        raise SDModelError(f"Cannot open {p}: expected a .nc file or a .zarr store.")
+    if "sweep_complete" not in ds.attrs or int(ds.attrs["sweep_complete"]) != 0:
+        return ds
+    total = int(ds.attrs.get("sweep_n_scenarios", 0)) or None
+    if "status" in ds:
+        # The runner writes a chunk's status last: -1 means its outputs are not there.
+        missing = str(int((ds["status"] < 0).sum()))
+        total = int(ds["status"].size)
+    else:
+        missing = "an unknown number"
+    of = f" of {total}" if total else ""
+    if allow_partial:
+        warnings.warn(
+            f"{p} is an unfinished sweep: {missing}{of} scenarios have not run (status "
+            "-1, NaN outputs).",
+            SDModelWarning,
+            stacklevel=2,
+        )
+        return ds
+    ds.close()
+    # A sweep into NAME.nc runs in a hidden .NAME.nc.sweep.zarr: resuming names NAME.nc.
+    hidden = re.fullmatch(r"\.(.+\.nc4?)\.sweep\.zarr", p.name, flags=re.IGNORECASE)
+    output = p.with_name(hidden.group(1)) if hidden else p
+    raise SDModelError(
+        f"{p} is an unfinished sweep: {missing}{of} scenarios have not run. Resume it by "
+        "running the same sweep into the same output again (sd-model sweep SCENARIO.yaml "
+        f"-o {output}), or open it as it is with open_results(..., allow_partial=True)."
+    )

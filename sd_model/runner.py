@@ -14,7 +14,13 @@ so it is the record of which chunks are complete.
 
 The chunking does not depend on the number of workers, so a sweep gives the same
 numbers with one worker or many (an adaptive solver's step sizes depend on the whole
-batch it integrates).
+batch it integrates); a store is always resumed in its own chunks, for the same reason.
+
+Planning never lists the scenarios: the grid's product is indexed chunk by chunk, and
+samples are drawn only once the sweep is known to fit. Before anything is written the
+results' size (scenarios x saved values x 8 bytes) is checked against the free disk
+space of the store's folder, or half the memory without a store; a sweep that does not
+fit is refused, with the numbers, unless forced.
 
 >>> import sd_model
 >>> model = sd_model.load("models/example_regions.mdl")  # doctest: +SKIP
@@ -37,8 +43,9 @@ import re
 import shutil
 import sys
 import time as _time
+import uuid
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -93,6 +100,12 @@ class _Axis:
 
 @dataclass(frozen=True)
 class _Plan:
+    """The sweep's scenarios, indexed on demand: the grid's product is never listed.
+
+    Sample values are drawn after the sweep's size is checked (:func:`_drawn`); until
+    then the sample axes have no values.
+    """
+
     grid: tuple[_Axis, ...]
     samples: tuple[_Axis, ...]
     n_samples: int
@@ -143,6 +156,7 @@ def _describe(model: Any, key: str, where: str) -> tuple[str, str, str]:
 
 
 def _make_plan(model: Any, grid: Mapping[str, Any] | None, samples: SampleSpec | None) -> _Plan:
+    """The plan, with the sample axes named but not drawn yet."""
     axes: list[_Axis] = []
     for key, spec in (grid or {}).items():
         values = grid_axis(spec, where=f"grid: {key}")
@@ -151,11 +165,10 @@ def _make_plan(model: Any, grid: Mapping[str, Any] | None, samples: SampleSpec |
     sample_axes: list[_Axis] = []
     n = 0
     if samples is not None:
-        drawn = draw(samples)
         n = samples.n
-        for key, values in drawn.items():
+        for key in samples.parameters:
             dim, units, long_name = _describe(model, key, f"samples: {key!r}")
-            sample_axes.append(_Axis(key, dim, values, units, long_name))
+            sample_axes.append(_Axis(key, dim, np.empty(0), units, long_name))
     names = [a.dim for a in [*axes, *sample_axes]]
     dup = sorted({d for d in names if names.count(d) > 1} | ({"scenario"} & set(names)))
     if dup:
@@ -166,6 +179,15 @@ def _make_plan(model: Any, grid: Mapping[str, Any] | None, samples: SampleSpec |
     if not axes and not n:
         raise ScenarioError("Nothing to sweep: give a grid and/or samples.")
     return _Plan(tuple(axes), tuple(sample_axes), n)
+
+
+def _drawn(plan: _Plan, samples: SampleSpec | None) -> _Plan:
+    """The plan with its sample values drawn."""
+    if samples is None:
+        return plan
+    drawn = draw(samples)
+    axes = tuple(dataclasses.replace(a, values=drawn[a.key]) for a in plan.samples)
+    return dataclasses.replace(plan, samples=axes)
 
 
 def _chunk_layout(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
@@ -184,13 +206,49 @@ def _chunk_layout(shape: tuple[int, ...], chunk_size: int) -> tuple[int, ...]:
     return (*([1] * (k - 1)), min(m, shape[k - 1]), *shape[k:])
 
 
-def _regions(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[slice, ...]]:
-    """The chunk regions, in C order of the leading dims."""
-    starts = [range(0, s, c) for s, c in zip(shape, chunks, strict=True)]
-    return [
-        tuple(slice(a, min(a + c, s)) for a, c, s in zip(combo, chunks, shape, strict=True))
-        for combo in itertools.product(*starts)
-    ]
+@dataclass(frozen=True)
+class _ChunkGrid:
+    """The chunks of the leading dims, numbered in C order; regions computed on demand.
+
+    A sweep of 1e8 scenarios has 4e5 chunks: listing their regions, or a Python object
+    per scenario, would cost more memory than the sweep's status record itself.
+    """
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Chunks along each dim."""
+        return tuple(-(-s // c) for s, c in zip(self.shape, self.chunks, strict=True))
+
+    @property
+    def n(self) -> int:
+        return math.prod(self.counts)
+
+    def region(self, k: int) -> tuple[slice, ...]:
+        """Where chunk ``k`` lies in the leading dims."""
+        index = np.unravel_index(int(k), self.counts)
+        return tuple(
+            slice(int(i) * c, min((int(i) + 1) * c, s))
+            for i, c, s in zip(index, self.chunks, self.shape, strict=True)
+        )
+
+    def chunk_index(self, region: tuple[slice, ...]) -> tuple[slice, ...]:
+        """The chunk numbers along each dim that a chunk-aligned region covers."""
+        return tuple(
+            slice(r.start // c, -(-r.stop // c)) for r, c in zip(region, self.chunks, strict=True)
+        )
+
+    def slabs(self, limit: int) -> Iterator[tuple[slice, ...]]:
+        """Chunk-aligned blocks of at most ``limit`` scenarios (or one chunk), in C order."""
+        block = list(_chunk_layout(self.shape, limit))
+        for d, (b, c, s) in enumerate(zip(block, self.chunks, self.shape, strict=True)):
+            if b < s:  # cut dims: round to whole chunks
+                block[d] = min(s, max(c, b // c * c))
+        slab_grid = _ChunkGrid(self.shape, tuple(block))
+        for k in range(slab_grid.n):
+            yield slab_grid.region(k)
 
 
 def _region_indices(region: tuple[slice, ...]) -> list[tuple[int, ...]]:
@@ -489,9 +547,10 @@ def _template(
         full += tuple(len(coords[d]) for d in v.dims)
         # A broadcast view of one NaN: no memory until written (build_dataset keeps it).
         values[v.py_name] = np.broadcast_to(np.nan, full)
-    lead_dims: list[tuple[str, Sequence[Any]]] = [(a.dim, a.values.tolist()) for a in plan.grid]
+    # Arrays, not lists: a list of 1e8 sample numbers takes gigabytes.
+    lead_dims: list[tuple[str, Sequence[Any] | np.ndarray]] = [(a.dim, a.values) for a in plan.grid]
     if plan.n_samples:
-        lead_dims.append(("scenario", list(range(plan.n_samples))))
+        lead_dims.append(("scenario", np.arange(plan.n_samples)))
     ds = build_dataset(
         times,
         values,
@@ -501,7 +560,8 @@ def _template(
         attrs=attrs,
         lead_dims=lead_dims,
         diagnostics={
-            "status": np.full(shape, -1, dtype=np.int8),
+            # A view too: a store writes it slab by slab, an in-memory sweep copies it.
+            "status": np.broadcast_to(np.int8(-1), shape),
             "error": np.broadcast_to(np.array("", dtype=f"<U{_ERROR_WIDTH}"), shape),
         },
     )
@@ -537,11 +597,11 @@ def _existing_attrs(path: Path) -> dict[str, Any] | None:
         return {}
 
 
-def _check_reuse(path: Path, attrs: dict[str, Any] | None, spec_hash: str, hint: str) -> bool:
+def _check_reuse(path: Path, attrs: dict[str, Any] | None, accepted: set[str], hint: str) -> bool:
     """True when ``path`` holds this very sweep; an error when it holds something else."""
     if attrs is None:
         return False
-    if attrs.get("sweep_spec_sha256") == spec_hash:
+    if attrs.get("sweep_spec_sha256") in accepted:
         return True
     what = (
         "results of a different sweep (its spec, settings or model file differ)"
@@ -692,7 +752,8 @@ def _progress_mode(progress: bool | str | None) -> ProgressMode | None:
 class _Setup:
     """A sweep checked and resolved: what to run, and its identity."""
 
-    plan: _Plan
+    plan: _Plan  # sample axes not drawn yet (see _drawn)
+    sample_spec: SampleSpec | None
     base: dict[str, Any]
     backend: Literal["compiled", "pysd"]
     options: SolverOptions
@@ -701,9 +762,36 @@ class _Setup:
     outputs: list[VariableInfo]
     coords: Mapping[str, Sequence[str]]
     chunk_size: int
+    requested_chunk_size: int | None  # None: the default was taken
+    spec: dict[str, Any]
     spec_hash: str
     attrs: dict[str, Any]
     resume_hint: str
+
+    @property
+    def values_per_scenario(self) -> int:
+        """Saved values of one scenario, over all outputs and saved times."""
+        return sum(
+            (len(self.times) if v.time_dependent else 1)
+            * math.prod(len(self.coords[d]) for d in v.dims)
+            for v in self.outputs
+        )
+
+    def accepts(self, attrs: Mapping[str, Any] | None) -> set[str]:
+        """The spec hashes under which a store holds this very sweep.
+
+        Stores written before the chunk size left the sweep's identity hashed it in;
+        they are recognised by hashing the spec with their own chunk size.
+        """
+        accepted = {self.spec_hash}
+        stored = (attrs or {}).get("sweep_chunk_size")
+        if stored is not None:
+            accepted.add(_hash_spec({**self.spec, "chunk_size": int(stored)}))
+        return accepted
+
+
+def _hash_spec(spec: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _prepare(
@@ -720,7 +808,11 @@ def _prepare(
     times: Mapping[str, float | None],
     name: str,
 ) -> _Setup:
-    """Check everything a sweep needs before anything runs; fix its spec and attrs."""
+    """Check everything a sweep needs before anything runs; fix its spec and attrs.
+
+    Nothing here grows with the number of scenarios: samples are drawn later, once the
+    sweep's size is known to fit.
+    """
     solver = SolverOptions(method=model.resolve_method(method), **options)
     tgrid = model.time_grid(**times)
     saved = tgrid.save_times() if solver.adaptive else _fixed_step_times(tgrid)
@@ -732,6 +824,7 @@ def _prepare(
     source = model.compiled() if used == "compiled" else model
     # The same variables, dims and attributes as a single run on either backend.
     variables = model.output_variables(used)
+    requested = chunk_size
     if chunk_size is None:
         chunk_size = _default_chunk_size(used, variables, source.coords, len(saved))
     if not isinstance(chunk_size, int) or chunk_size < 1:
@@ -750,7 +843,8 @@ def _prepare(
         "saveper": tgrid.saveper,
     }
     # Everything that changes the numbers is in the spec, and so in its hash: a store
-    # is resumed only by the very same sweep.
+    # is resumed only by the very same sweep. The chunk size is not: a store is always
+    # resumed in its own chunks, so it gets the numbers the run that started it would.
     spec = {
         "model_file": model.path.name,
         "model_sha256": model.sha256,
@@ -764,10 +858,9 @@ def _prepare(
         "atol": solver.atol,
         "max_step": solver.max_step,
         "time": time_settings,
-        "chunk_size": chunk_size,
     }
     spec_text = json.dumps(spec, sort_keys=True, default=str)
-    spec_hash = hashlib.sha256(spec_text.encode()).hexdigest()
+    spec_hash = _hash_spec(spec)
     attrs: dict[str, Any] = {
         "title": f"sd_model sweep of {model.path.name}",
         "model_file": model.path.name,
@@ -805,6 +898,7 @@ def _prepare(
     )
     return _Setup(
         plan=plan,
+        sample_spec=sample_spec,
         base=base,
         backend=used,
         options=solver,
@@ -813,10 +907,327 @@ def _prepare(
         outputs=out_vars,
         coords=source.coords,
         chunk_size=chunk_size,
+        requested_chunk_size=requested,
+        spec=spec,
         spec_hash=spec_hash,
         attrs=attrs,
         resume_hint=resume_hint,
     )
+
+
+def _make_job(
+    setup: _Setup,
+    model: Any,
+    number: int,
+    region: tuple[slice, ...],
+    swept: Sequence[Mapping[str, float]],
+    first: int,
+    *,
+    on_error: OnError,
+    store: str | None,
+    store_key: str,
+) -> _ChunkJob:
+    return _ChunkJob(
+        number=number,
+        first=first,
+        model_path=str(model.path),
+        model_sha256=model.sha256,
+        scenarios=tuple({**setup.base, **s} for s in swept),
+        swept=tuple(a.key for a in (*setup.plan.grid, *setup.plan.samples)),
+        labels=tuple(", ".join(f"{key}={v:g}" for key, v in s.items()) for s in swept),
+        backend=setup.backend,
+        grid=setup.grid,
+        options=setup.options,
+        outputs=tuple(_Output(v.py_name, v.dims, v.time_dependent) for v in setup.outputs),
+        n_times=len(setup.times),
+        on_error=on_error,
+        region=region,
+        store=store,
+        store_key=store_key,
+    )
+
+
+# --------------------------------------------------------------------------- size and time
+#: Scenarios of status read or written at once when a store is created or resumed.
+_SLAB = 2**18
+#: Scenarios of the small batches timed to estimate a sweep's run time.
+_PROBE_BATCH = 8
+
+
+@dataclass(frozen=True)
+class _Estimate:
+    """What the rest of a sweep will take, told before it starts."""
+
+    n_scenarios: int  # still to run
+    n_chunks: int  # still to run
+    n_times: int
+    values: int  # saved values per scenario, over all outputs and times
+    workers: int
+    chunk_seconds: float | None = None  # one chunk, timed on small batches
+
+    @property
+    def store_bytes(self) -> int:
+        # Uncompressed: zarr's compression of model outputs is not to be counted on.
+        return self.n_scenarios * self.values * 8
+
+    @property
+    def memory_bytes(self) -> int:
+        # An in-memory sweep also holds a status byte and an error string per scenario.
+        return self.n_scenarios * (self.values * 8 + 1 + 4 * _ERROR_WIDTH)
+
+    @property
+    def seconds(self) -> float | None:
+        if self.chunk_seconds is None:
+            return None
+        return self.chunk_seconds * self.n_chunks / self.workers
+
+    def describe(self) -> str:
+        """``"1,000 scenarios x 36 values (9 saved times) x 8 bytes = 281.2 KiB; about
+        2.0 s of computing"`` (the time when it was measured)."""
+        return (
+            f"{self.n_scenarios:,} scenarios x {self.values:,} values ({self.n_times} saved "
+            f"times) x 8 bytes = {_size(self.store_bytes)}{self.timing()}"
+        )
+
+    def timing(self) -> str:
+        if self.seconds is None:
+            return ""
+        workers = f" on {self.workers} workers" if self.workers > 1 else ""
+        return f"; about {_duration(self.seconds)} of computing{workers}"
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # pragma: no cover
+
+
+def _duration(seconds: float) -> str:
+    for unit, length in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * length:
+            return f"{seconds / length:.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
+def _chunk_seconds(setup: _Setup, model: Any, chunk: int) -> float | None:
+    """Seconds one chunk of ``chunk`` scenarios takes, or None if the probe fails.
+
+    A batch costs a fixed overhead plus a time per scenario: timing batches of one and
+    of a few scenarios gives both. They run the first grid point, with the sampled
+    parameters at the model's values (drawing a large sample is what must wait).
+    """
+    point = {a.key: float(a.values[0]) for a in setup.plan.grid}
+    batch = 1 if setup.backend == "pysd" else min(chunk, _PROBE_BATCH)
+    job = _make_job(
+        setup,
+        model,
+        0,
+        (),
+        [point] * batch,
+        0,
+        on_error="record",
+        store=None,
+        store_key="",
+    )
+
+    def timed(members: list[int]) -> float | None:
+        start = _time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the sweep itself reports them
+                result = _run_batch(job, model, members)
+        except KeyboardInterrupt:
+            raise
+        except Exception:
+            return None
+        if result is None or np.any(result.status != 0):
+            return None
+        return _time.perf_counter() - start
+
+    # The first run pays for lazy imports and caches: it is timed again afterwards.
+    first = timed([0])
+    if first is None:
+        return None
+    if batch == 1:
+        again = timed([0])
+        return min(first, again if again is not None else first) * chunk
+    many = timed(list(range(batch)))
+    one = timed([0])
+    if many is None or one is None:
+        return None
+    per_scenario = max(0.0, (many - one) / (batch - 1))
+    return one + per_scenario * (chunk - 1)
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM, or None where the system does not tell (Windows)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _existing_folder(path: Path) -> Path:
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _check_room(
+    estimate: _Estimate,
+    *,
+    zarr_path: Path | None,
+    out_path: Path | None,
+    total_bytes: int,
+    timed: Callable[[], _Estimate],
+) -> None:
+    """Refuse a sweep whose results would not fit the disk, or memory without a store."""
+    if zarr_path is None:
+        ram = _physical_memory()
+        if ram is None or estimate.memory_bytes <= ram // 2:
+            return
+        raise SDModelError(
+            f"An in-memory sweep would need about {_size(estimate.memory_bytes)}, more than "
+            f"half of this machine's {_size(ram)} of memory: {estimate.n_scenarios:,} "
+            f"scenarios x ({estimate.values:,} values x 8 bytes + {1 + 4 * _ERROR_WIDTH:,} "
+            f"bytes of status and error){timed().timing()}. Give a store (store='out.zarr') "
+            "to stream the results to disk, or sweep fewer scenarios (a smaller grid, fewer "
+            "samples); force=True runs it anyway."
+        )
+    assert out_path is not None
+    # A netCDF output is written from the zarr store at the end: room for both.
+    nc = not _is_zarr(out_path)
+    need = estimate.store_bytes + (total_bytes if nc else 0)
+    folder = _existing_folder(zarr_path)
+    free = shutil.disk_usage(folder).free
+    if need <= free:
+        return
+    also = f", plus {_size(total_bytes)} for the netCDF file" if nc else ""
+    raise SDModelError(
+        f"{out_path} would need about {_size(need)}, more than the {_size(free)} free in "
+        f"{folder}: {timed().describe()} (uncompressed){also}. Sweep fewer scenarios (a "
+        "smaller grid, fewer samples), fewer outputs or saved times (save_every), or write "
+        "elsewhere; force=True (sd-model sweep --yes) runs it anyway."
+    )
+
+
+def _stored_chunks(path: Path, setup: _Setup, attrs: Mapping[str, Any]) -> tuple[int, ...]:
+    """The chunks of the store a sweep resumes; a warning if other ones were asked for."""
+    import zarr
+
+    chunks = tuple(int(c) for c in zarr.open_array(str(path / "status"), mode="r").chunks)
+    stored = attrs.get("sweep_chunk_size")
+    if setup.requested_chunk_size is not None and setup.requested_chunk_size != stored:
+        warnings.warn(
+            f"{path} was started with chunk_size {stored}: it is resumed in its own chunks, "
+            f"not in chunks of {setup.requested_chunk_size} (results do not depend on it; "
+            "it applies to new stores).",
+            SDModelWarning,
+            stacklevel=4,  # the caller of sweep()
+        )
+    return chunks
+
+
+def _scan_status(
+    status: Any, chunk_grid: _ChunkGrid, limit: int = _SLAB
+) -> tuple[np.ndarray, int, int]:
+    """(chunk numbers still to run, scenarios done, scenarios failed), slab by slab."""
+    pending = np.zeros(chunk_grid.counts, dtype=bool)
+    done = failed = 0
+    for slab in chunk_grid.slabs(limit):
+        block = np.asarray(status[slab])
+        done += int(np.count_nonzero(block >= 0))
+        failed += int(np.count_nonzero(block == 1))
+        lowest = block
+        for axis, c in enumerate(chunk_grid.chunks):
+            starts = np.arange(0, lowest.shape[axis], c)
+            lowest = np.minimum.reduceat(lowest, starts, axis=axis)
+        pending[chunk_grid.chunk_index(slab)] = lowest < 0
+    return np.flatnonzero(pending), done, failed
+
+
+def _resume_layout(zarr_path: Path | None, setup: _Setup) -> tuple[bool, tuple[int, ...]]:
+    """(whether ``zarr_path`` holds this very sweep, to resume; the chunks to run in)."""
+    chunks = _chunk_layout(setup.plan.shape, setup.chunk_size)
+    if zarr_path is None:
+        return False, chunks
+    attrs = _existing_attrs(zarr_path)
+    if not _check_reuse(zarr_path, attrs, setup.accepts(attrs), setup.resume_hint):
+        return False, chunks
+    assert attrs is not None
+    return True, _stored_chunks(zarr_path, setup, attrs)
+
+
+def _check_size(
+    setup: _Setup,
+    model: Any,
+    *,
+    zarr_path: Path | None,
+    out_path: Path | None,
+    chunks: tuple[int, ...],
+    n_chunks: int,
+    done: int,
+    workers: int,
+    force: bool,
+    mode: ProgressMode | None,
+) -> None:
+    """Refuse a sweep that would not fit (unless forced); tell what it will take."""
+    estimate = _Estimate(
+        n_scenarios=setup.plan.size - done,
+        n_chunks=n_chunks,
+        n_times=len(setup.times),
+        values=setup.values_per_scenario,
+        workers=workers,
+    )
+
+    def timed() -> _Estimate:
+        seconds = _chunk_seconds(setup, model, math.prod(chunks))
+        return dataclasses.replace(estimate, chunk_seconds=seconds)
+
+    if not force:
+        _check_room(
+            estimate,
+            zarr_path=zarr_path,
+            out_path=out_path,
+            total_bytes=setup.plan.size * setup.values_per_scenario * 8,
+            timed=timed,
+        )
+    if mode is not None and n_chunks > 1:
+        print(f"sweep: {timed().describe()}", file=sys.stderr, flush=True)
+
+
+def _allocate(
+    setup: _Setup,
+    model: Any,
+    zarr_path: Path | None,
+    reuse: bool,
+    chunk_grid: _ChunkGrid,
+    store_key: str,
+    mode: ProgressMode | None,
+) -> tuple[dict[str, Any], xr.Dataset | None]:
+    """The arrays results go into: a store's (created unless resumed), or the arrays of
+    a Dataset in memory, returned too."""
+    if zarr_path is not None and reuse:
+        return _store_arrays(str(zarr_path), store_key), None
+    template = _template(
+        setup.outputs, setup.plan, setup.times, setup.coords, model.time_units, setup.attrs
+    )
+    if zarr_path is not None:
+        if mode is not None and chunk_grid.n >= 10_000:
+            # Each chunk's status file is written up front: minutes for a huge sweep.
+            print(
+                f"sweep: creating {zarr_path} ({chunk_grid.n:,} chunks)",
+                file=sys.stderr,
+                flush=True,
+            )
+        _create_store(template, zarr_path, setup.plan.dims, chunk_grid)
+        return _store_arrays(str(zarr_path), store_key), None
+    for n in template.data_vars:
+        template[n].data = np.array(template[n].data)  # writable, in memory
+    return {str(n): template[n].data for n in template.data_vars}, template
 
 
 def sweep(
@@ -844,6 +1255,7 @@ def sweep(
     saveper: float | None = None,
     progress: bool | ProgressMode | None = None,
     name: str = "",
+    force: bool = False,
 ) -> xr.Dataset:
     """Run a model over a grid and/or a sample of parameter values.
 
@@ -872,8 +1284,10 @@ def sweep(
     chunk_size : int, optional
         Scenarios per batched integration and per store chunk. Default: up to 250 on the
         compiled backend (fewer for models whose saved values would pass 128 MiB per
-        chunk), 4 with PySD. Part of the sweep's identity: it changes an adaptive
-        solver's steps, so resuming needs the same value.
+        chunk), 4 with PySD. Not part of the sweep's identity: a store is resumed in its
+        own chunks whatever is given here (with a warning when it differs), so it holds
+        the numbers the run that started it would have given (an adaptive solver's
+        steps depend on the batch).
     workers : int
         With more than one, chunks run on a ``dask.distributed.LocalCluster`` of that
         many single-threaded processes, created and closed here. (Dask starts worker
@@ -904,10 +1318,16 @@ def sweep(
     save_every, saveper : float, optional
         Interval of the saved times (the same setting; give one).
     progress : bool or {"bar", "log"}, optional
-        A tqdm bar (scenarios done, rate, ETA) or plain log lines on stderr. Default:
-        a bar when stderr is a terminal, nothing otherwise.
+        A tqdm bar (scenarios done, rate, ETA) or plain log lines on stderr, after a line
+        with the estimated store size and run time. Default: a bar when stderr is a
+        terminal, nothing otherwise.
     name : str
         A name recorded in the attrs.
+    force : bool
+        Run even when the results would not fit: a store bigger than the free space of
+        its folder (scenarios x saved values x 8 bytes, uncompressed), or an in-memory
+        sweep bigger than half of the machine's memory. Without it such sweeps are
+        refused before anything is written.
 
     Returns
     -------
@@ -922,7 +1342,16 @@ def sweep(
     ParameterError, ScenarioError
         Unknown parameters, bad values or bad sweep specs.
     SDModelError
-        A failed scenario with ``on_error="raise"``; a store holding another sweep.
+        A failed scenario with ``on_error="raise"``; a store holding another sweep;
+        results that would not fit the disk or memory (without ``force``).
+    KeyboardInterrupt
+        Passed on; the chunks finished so far stay in the store, which the same call
+        resumes.
+
+    Warns
+    -----
+    SDModelWarning
+        A store resumed with another ``chunk_size`` than it was started with.
 
     Examples
     --------
@@ -963,9 +1392,9 @@ def sweep(
         },
         name=name,
     )
-    plan, spec_hash, resume_hint = setup.plan, setup.spec_hash, setup.resume_hint
+    plan = setup.plan
 
-    # ---- where results go
+    # ---- where results go, and what is left to run
     out_path = Path(store) if store is not None else None
     zarr_path: Path | None = None
     if out_path is not None:
@@ -977,65 +1406,69 @@ def sweep(
         if _is_zarr(out_path):
             zarr_path = out_path
         else:
-            if _check_reuse(out_path, _existing_attrs(out_path), spec_hash, resume_hint):
+            attrs = _existing_attrs(out_path)
+            if _check_reuse(out_path, attrs, setup.accepts(attrs), setup.resume_hint):
                 return xr.open_dataset(out_path)
             zarr_path = out_path.with_name(f".{out_path.name}.sweep.zarr")
-    template = _template(
-        setup.outputs, plan, setup.times, setup.coords, model.time_units, setup.attrs
+    reuse, chunks = _resume_layout(zarr_path, setup)
+    chunk_grid = _ChunkGrid(plan.shape, chunks)
+    # The layout is in the key: a store deleted and re-created at the same path with
+    # other chunks must not be written through arrays cached for the old one.
+    store_key = f"{setup.spec_hash}:{chunks}"
+    pending: Sequence[int] | np.ndarray = range(chunk_grid.n)
+    done = failed_before = 0
+    if reuse:
+        assert zarr_path is not None
+        status = _store_arrays(str(zarr_path), store_key)["status"]
+        pending, done, failed_before = _scan_status(status, chunk_grid)
+    _check_size(
+        setup,
+        model,
+        zarr_path=zarr_path,
+        out_path=out_path,
+        chunks=chunks,
+        n_chunks=len(pending),
+        done=done,
+        workers=workers,
+        force=force,
+        mode=mode,
     )
-    lead = plan.dims
-    chunks = _chunk_layout(plan.shape, setup.chunk_size)
-    regions = _regions(plan.shape, chunks)
-    if zarr_path is not None:
-        reuse = _check_reuse(zarr_path, _existing_attrs(zarr_path), spec_hash, resume_hint)
-        if not reuse:
-            _create_store(template, zarr_path, lead, chunks)
-        arrays = _store_arrays(str(zarr_path), spec_hash)
-    else:
-        template = template.copy(deep=False)
-        for n in template.data_vars:
-            template[n].data = np.array(template[n].data)  # writable, in memory
-        arrays = {str(n): template[n].data for n in template.data_vars}
-
-    status = np.asarray(arrays["status"][...])
-    pending = [k for k, r in enumerate(regions) if np.any(status[r] < 0)]
-    done = plan.size - sum(_region_size(regions[k]) for k in pending)
+    plan = _drawn(plan, setup.sample_spec)
+    setup = dataclasses.replace(setup, plan=plan)
+    arrays, in_memory = _allocate(setup, model, zarr_path, reuse, chunk_grid, store_key, mode)
 
     def job(k: int) -> _ChunkJob:
-        region = regions[k]
+        region = chunk_grid.region(k)
         idx = _region_indices(region)
-        swept = [plan.scenario(i) for i in idx]
-        return _ChunkJob(
-            number=k,
-            first=int(np.ravel_multi_index(idx[0], plan.shape)),
-            model_path=str(model.path),
-            model_sha256=model.sha256,
-            scenarios=tuple({**setup.base, **s} for s in swept),
-            swept=tuple(a.key for a in (*plan.grid, *plan.samples)),
-            labels=tuple(", ".join(f"{key}={v:g}" for key, v in s.items()) for s in swept),
-            backend=setup.backend,
-            grid=setup.grid,
-            options=setup.options,
-            outputs=tuple(_Output(v.py_name, v.dims, v.time_dependent) for v in setup.outputs),
-            n_times=len(setup.times),
+        return _make_job(
+            setup,
+            model,
+            int(k),
+            region,
+            [plan.scenario(i) for i in idx],
+            int(np.ravel_multi_index(idx[0], plan.shape)),
             on_error=on_error,
-            region=region,
             store=str(zarr_path) if zarr_path is not None else None,
-            store_key=spec_hash,
+            store_key=store_key,
         )
 
     # Check the first scenario here, so a bad name fails at once and not in a worker.
-    if pending:
+    if len(pending):
         model.normalize_params(job(pending[0]).scenarios[0], where="sweep")
 
     bar = _Progress(mode, plan.size, done)
     seen: set[str] = set()
+    failed = failed_before
 
     def write(result: _ChunkResult) -> None:
         if result.values:
-            _write_region(arrays, regions[result.number], result)
+            _write_region(arrays, chunk_grid.region(result.number), result)
 
     def report(result: _ChunkResult) -> None:
+        nonlocal failed
+        # Every pending chunk is reported once: failures are counted here, not by
+        # reading the whole status back.
+        failed += int(np.count_nonzero(result.status == 1))
         for msg in result.messages:
             if msg not in seen:
                 seen.add(msg)
@@ -1047,18 +1480,18 @@ def sweep(
         report(result)
 
     try:
-        if pending and client is None and scheduler is None and workers == 1:
+        if len(pending) and client is None and scheduler is None and workers == 1:
             _run_here(pending, job, model, write, report)
-        elif pending:
+        elif len(pending):
             _run_on_dask(pending, job, consume, workers, client, scheduler)
     finally:
         bar.close()
 
-    final_status = np.asarray(arrays["status"][...])
-    attrs_done = {"sweep_complete": 1, "sweep_n_failed": int(np.sum(final_status == 1))}
-    if zarr_path is None:
-        template.attrs.update(attrs_done)
-        return template
+    attrs_done = {"sweep_complete": 1, "sweep_n_failed": failed}
+    if in_memory is not None:
+        in_memory.attrs.update(attrs_done)
+        return in_memory
+    assert zarr_path is not None
     _finish_store(zarr_path, attrs_done)
     if out_path is not None and not _is_zarr(out_path):
         with xr.open_zarr(zarr_path) as ds:
@@ -1107,43 +1540,52 @@ def _dist_version(name: str) -> str:
         return ""
 
 
-def _region_size(region: tuple[slice, ...]) -> int:
-    return math.prod(r.stop - r.start for r in region)
-
-
 def _create_store(
-    template: xr.Dataset, path: Path, lead: list[str], chunks: tuple[int, ...]
+    template: xr.Dataset, path: Path, lead: list[str], chunk_grid: _ChunkGrid
 ) -> None:
     import dask.array
+    import zarr
 
-    lead_chunks = dict(zip(lead, chunks, strict=True))
+    lead_chunks = dict(zip(lead, chunk_grid.chunks, strict=True))
     encoding: dict[str, Any] = {}
     lazy = template.copy(deep=False)
     for n, da in template.data_vars.items():
         enc = tuple(lead_chunks.get(str(d), da.sizes[d]) for d in da.dims)
         encoding[str(n)] = {"chunks": enc}
-        if n != "status":
-            # Data is written chunk by chunk later; only the metadata is written now. One
-            # dask chunk per variable keeps this graph small however many chunks a sweep has.
-            # (dask.array.full: chunking the NaN view itself would hash, i.e. copy, it.)
-            lazy[n] = xr.Variable(
-                da.dims,
-                dask.array.full(da.shape, da.values.flat[0], dtype=da.dtype, chunks=da.shape),
-                da.attrs,
-            )
+        # Data is written chunk by chunk later; only the metadata is written now. One
+        # dask chunk per variable keeps this graph small however many chunks a sweep has.
+        # (dask.array.full: chunking the NaN view itself would hash, i.e. copy, it.)
+        lazy[n] = xr.Variable(
+            da.dims,
+            dask.array.full(da.shape, da.values.flat[0], dtype=da.dtype, chunks=da.shape),
+            da.attrs,
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     # Build the store beside its final path and rename it into place: a store that
     # exists is complete in its metadata and its status, even if we are killed here.
-    tmp = path.with_name(f".{path.name}.creating")
-    shutil.rmtree(tmp, ignore_errors=True)
-    lazy.to_zarr(
-        tmp,
-        mode="w",
-        compute=False,
-        encoding=encoding,
-        zarr_format=_STORE_FORMAT,
-        consolidated=True,
-    )
+    # A fresh name each time: after an interrupt, zarr may still be finishing writes
+    # into the previous attempt's folder.
+    for old in path.parent.glob(f".{path.name}.creating*"):
+        shutil.rmtree(old, ignore_errors=True)
+    tmp = path.with_name(f".{path.name}.creating-{uuid.uuid4().hex[:12]}")
+    try:
+        lazy.to_zarr(
+            tmp,
+            mode="w",
+            compute=False,
+            encoding=encoding,
+            zarr_format=_STORE_FORMAT,
+            consolidated=True,
+        )
+        # An unwritten int8 chunk reads as 0, "ok": every status chunk is written as
+        # "not run" before the store is renamed into place. Slab by slab, so memory
+        # stays small and an interrupt is taken between slabs.
+        status = zarr.open_array(str(tmp / "status"), mode="r+")
+        for slab in chunk_grid.slabs(_SLAB):
+            status[slab] = -1
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -1156,7 +1598,7 @@ def _finish_store(path: Path, attrs: Mapping[str, Any]) -> None:
 
 
 def _run_here(
-    pending: list[int],
+    pending: Iterable[int],
     job: Callable[[int], _ChunkJob],
     model: Any,
     write: Callable[[_ChunkResult], None],
@@ -1185,7 +1627,7 @@ def _run_here(
 
 
 def _run_on_dask(
-    pending: list[int],
+    pending: Iterable[int],
     job: Callable[[int], _ChunkJob],
     consume: Callable[[_ChunkResult], None],
     workers: int,
@@ -1254,6 +1696,7 @@ def sweep_scenario(
     on_error: OnError = "raise",
     progress: bool | ProgressMode | None = None,
     model: Any = None,
+    force: bool = False,
 ) -> xr.Dataset:
     """Run the sweep a scenario file describes.
 
@@ -1263,7 +1706,7 @@ def sweep_scenario(
         A scenario with a ``sweep:`` section (``grid:`` and/or ``samples:``); its
         ``set:`` overrides are the base of every scenario, its ``time:`` and ``solver:``
         settings, ``outputs:`` and ``save_every:`` apply.
-    store, workers, client, scheduler, chunk_size, on_error, progress
+    store, workers, client, scheduler, chunk_size, on_error, progress, force
         As in :func:`sweep`.
     model : sd_model.Model, optional
         The already loaded model of the scenario.
@@ -1320,6 +1763,7 @@ def sweep_scenario(
         on_error=on_error,
         progress=progress,
         name=sc.name,
+        force=force,
         **kwargs,
     )
 
@@ -1365,6 +1809,12 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="stop at a failed scenario (raise) or record it in 'status' (record)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="run even if the results (scenarios x saved values x 8 bytes) would not fit "
+        "the free disk space",
+    )
     return p
 
 
@@ -1372,7 +1822,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Run ``sd-model sweep``; returns the exit status.
 
     SDModelError and KeyboardInterrupt propagate to :func:`sd_model.cli.main`, which
-    prints them as one line.
+    prints them as one line; on an interrupt a line before it says whether the store
+    holds finished chunks to resume.
     """
     progress: bool | ProgressMode | None = False if args.quiet else True
     try:
@@ -1384,14 +1835,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size,
             on_error=args.on_error,
             progress=progress,
+            force=args.yes,
         )
     except KeyboardInterrupt:
-        print(
-            f"The chunks finished so far are kept for {args.output}; run the same command "
-            "again to resume.",
-            file=sys.stderr,
-        )
-        raise
+        out = Path(args.output)
+        store = out if _is_zarr(out) else out.with_name(f".{out.name}.sweep.zarr")
+        # One line, printed by sd_model.cli.main from the interrupt's message.
+        if store.exists():
+            raise KeyboardInterrupt(
+                f"the chunks finished so far are kept for {args.output}; run the same "
+                "command again to resume."
+            ) from None
+        raise KeyboardInterrupt(f"stopped before anything was written to {args.output}.") from None
     failed = int(ds.attrs.get("sweep_n_failed", 0))
     n = int(ds.attrs.get("sweep_n_scenarios", 0))
     print(

@@ -18,7 +18,7 @@ from sd_model import ParameterError, ScenarioError, SDModelError, SDModelWarning
 from sd_model.ema import to_ema
 from sd_model.runner import (
     _chunk_layout,
-    _regions,
+    _ChunkGrid,
     add_sweep_parser,
     cmd_sweep,
     sweep,
@@ -389,7 +389,8 @@ def test_memory_is_bounded_by_the_chunk(model: sd_model.Model, tmp_path: Path) -
 )
 def test_chunks_tile_the_sweep(shape: tuple[int, ...], chunk_size: int) -> None:
     chunks = _chunk_layout(shape, chunk_size)
-    regions = _regions(shape, chunks)
+    grid = _ChunkGrid(shape, chunks)
+    regions = [grid.region(k) for k in range(grid.n)]
     seen = np.zeros(shape, dtype=int)
     for region in regions:
         seen[region] += 1

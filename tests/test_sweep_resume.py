@@ -14,6 +14,7 @@ import pytest
 import xarray as xr
 
 import sd_model
+from sd_model import SDModelWarning
 from sd_model.runner import sweep_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,14 +50,9 @@ def _done(store: Path) -> int:
     return int(np.sum(np.asarray(status) >= 0))
 
 
-@pytest.mark.parametrize(
-    "sig",
-    [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
-    ids=["SIGKILL", "SIGINT"],
-)
-def test_killed_sweep_resumes_and_matches(
-    tmp_path: Path, sig: int, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _interrupted(tmp_path: Path, sig: int) -> tuple[Path, Path, int]:
+    """A sweep run in another process and stopped by ``sig`` mid-way: (scenario, store,
+    scenarios written)."""
     scenario = tmp_path / "s.yaml"
     scenario.write_text(SCENARIO)
     store = tmp_path / "out.zarr"
@@ -80,6 +76,18 @@ def test_killed_sweep_resumes_and_matches(
             proc.wait()
     written = _done(store)
     assert 0 < written < N, f"the sweep was not interrupted mid-way ({written}/{N})"
+    return scenario, store, written
+
+
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGKILL, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+    ids=["SIGKILL", "SIGINT"],
+)
+def test_killed_sweep_resumes_and_matches(
+    tmp_path: Path, sig: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario, store, written = _interrupted(tmp_path, sig)
     # the interrupted store is valid: it opens and says it is incomplete
     with xr.open_zarr(store) as partial:
         assert partial.attrs["sweep_complete"] == 0
@@ -97,3 +105,18 @@ def test_killed_sweep_resumes_and_matches(
     for name in ("population", "capital", "birth_rate", "mobility"):
         np.testing.assert_array_equal(resumed[name].values, whole[name].values)
     assert resumed.attrs["sweep_complete"] == 1
+
+
+def test_killed_sweep_resumes_with_another_chunk_size(tmp_path: Path) -> None:
+    import zarr
+
+    scenario, store, _ = _interrupted(tmp_path, signal.SIGKILL)
+    model = sd_model.load(EXAMPLE)
+    # the store keeps its chunks of 20 and says so; the numbers are a fresh sweep's
+    with pytest.warns(SDModelWarning, match=f"started with chunk_size {CHUNK}"):
+        resumed = sweep_scenario(scenario, store=store, chunk_size=7, model=model)
+    assert zarr.open_array(str(store / "status"), mode="r").chunks == (1, CHUNK)
+    whole = sweep_scenario(scenario, chunk_size=7, model=model)
+    assert (resumed["status"].values == 0).all() and resumed.attrs["sweep_complete"] == 1
+    for name in ("population", "capital", "birth_rate", "mobility"):
+        np.testing.assert_array_equal(resumed[name].values, whole[name].values)
