@@ -18,7 +18,7 @@ import xarray as xr
 
 from sd_model._errors import SDModelError, UnsupportedFeatureError
 from sd_model._meta import VariableInfo
-from sd_model.integrate import TimeGrid
+from sd_model.integrate import TimeGrid, arithmetic_error
 
 BackendName = Literal["auto", "compiled", "pysd"]
 BACKENDS: tuple[str, ...] = ("auto", "compiled", "pysd")
@@ -96,9 +96,14 @@ def _collect_leaves(elements: Sequence[Any], prefix: str = "") -> list[Any]:
     return out
 
 
+def _real_names(runtime: Any) -> dict[str, str]:
+    """Map PySD's function names (``birth_rate``) to the model's names (``birth rate``)."""
+    return {str(r["Py Name"]): str(r["Real Name"]) for _, r in runtime.doc.iterrows()}
+
+
 def _stateful_names(runtime: Any) -> dict[str, str]:
     """Map PySD's hidden stateful objects (``_integ_z``) to the model's names (``z``)."""
-    real = {str(r["Py Name"]): str(r["Real Name"]) for _, r in runtime.doc.iterrows()}
+    real = _real_names(runtime)
     out: dict[str, str] = {}
     for var, deps in runtime._dependencies.items():
         if not isinstance(deps, dict) or var not in real:
@@ -216,6 +221,12 @@ class PySDSystem:
     The runtime's own state is the truth for fixed-step Euler, so Euler reproduces
     PySD's ``run()`` exactly (including DELAY FIXED and non-negative stocks); adaptive
     methods set the stateful objects from ``y`` before each evaluation.
+
+    PySD computes scalars with Python numbers, which raise where NumPy gives inf or NaN
+    (``1 / (5 - Time)`` at time 5, ``Stock ^ 2`` past 1e154): such an exception stops
+    the run with an :class:`~sd_model.IntegrationError` naming the variable and the
+    time. (Handing PySD a NumPy time instead would change what its generated code
+    builds: ``xr.DataArray(np.int64(2), coords, dims)`` is not broadcast as ``2`` is.)
     """
 
     def __init__(
@@ -232,23 +243,30 @@ class PySDSystem:
         self._capture = list(capture)
         recorder = _BreakpointRecorder(runtime.components._components, continuous=continuous)
         recorder.set_final_time(grid.final_time)
+        self._real = _real_names(runtime)
+        self._hidden = _stateful_names(runtime)
+        self._module_globals = vars(runtime.components._components)
+        self._flows: dict[Any, str] = {}
         # PySD re-reads INITIAL TIME from the components when it initializes; replacing
         # it there makes stocks initialize at the requested time, as in Vensim.
         t0 = float(grid.initial_time)
         runtime.components._control_vars["initial_time"] = lambda: t0
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            runtime._config_simulation(
-                dict(overrides) or None,
-                [v.py_name for v in self._capture],
-                None,
-                "original",
-                grid.final_time,
-                grid.time_step,
-                grid.saveper,
-                False,
-                progress=False,
-            )
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore")
+                runtime._config_simulation(
+                    dict(overrides) or None,
+                    [v.py_name for v in self._capture],
+                    None,
+                    "original",
+                    grid.final_time,
+                    grid.time_step,
+                    grid.saveper,
+                    False,
+                    progress=False,
+                )
+        except ArithmeticError as exc:
+            raise arithmetic_error(self._culprit(exc), grid.initial_time, exc) from exc
         dynamic = [
             name
             for name in ("initial_time", "final_time", "time_step", "saveper")
@@ -263,14 +281,19 @@ class PySDSystem:
             )
         self._leaves: list[_Leaf] = []
         start = 0
-        names = _stateful_names(runtime)
         for obj, label in _collect_leaves(runtime._dynamicstateful_elements):
-            leaf = _Leaf(obj, names.get(label, label), start)
+            leaf = _Leaf(obj, self._hidden.get(label, label), start)
             if not leaf.discrete:
                 start += leaf.size
             self._leaves.append(leaf)
         self._n = start
         self._labels = [lab for leaf in self._leaves if not leaf.discrete for lab in leaf.labels()]
+        # A stock's flow is a lambda PySD stores as the Integ's ddt (no frame of its own).
+        self._flows = {
+            leaf.obj.ddt.__code__: leaf.label
+            for leaf in self._leaves
+            if hasattr(getattr(leaf.obj, "ddt", None), "__code__")
+        }
         self._recorder = recorder
         self._synced: tuple[float, np.ndarray] | None = None
         # Evaluate every captured variable once at the initial time: this records
@@ -300,32 +323,44 @@ class PySDSystem:
     def initial_state(self) -> np.ndarray:
         return self._y0.copy()
 
+    @property
+    def observed_size(self) -> int:
+        """Number of values :meth:`observe` returns at each saved time."""
+        return sum(int(np.size(_values(v))) for v in self._first.values())
+
     def derivative(self, t: float, y: np.ndarray) -> np.ndarray:
         try:
-            self._set(t, y)
-            out = np.empty(self._n)
-            for leaf in self._leaves:
-                if leaf.discrete:
-                    continue
-                d = np.asarray(_values(leaf.obj.ddt()), dtype=float)
-                out[leaf.start : leaf.start + leaf.size] = np.broadcast_to(d, leaf.shape).ravel()
+            with np.errstate(all="ignore"):
+                self._set(t, y)
+                out = np.empty(self._n)
+                for leaf in self._leaves:
+                    if leaf.discrete:
+                        continue
+                    d = np.asarray(_values(leaf.obj.ddt()), dtype=float)
+                    block = np.broadcast_to(d, leaf.shape).ravel()
+                    out[leaf.start : leaf.start + leaf.size] = block
             return out
         except SDModelError:
             raise
+        except ArithmeticError as exc:
+            raise arithmetic_error(self._culprit(exc), t, exc) from exc
         except Exception as exc:
             raise _runtime_error(t, exc) from exc
 
     def euler_step(self, t: float, y: np.ndarray, dt: float) -> np.ndarray:
         try:
-            self._set(t, y)
-            m = self._m
-            # Exactly PySD's Model._euler_step and _integrate_step.
-            m.state = m.state + m.ddt() * dt
-            m.time.update(t + dt)
-            m.clean_caches()
-            y_new = self._flatten()
+            with np.errstate(all="ignore"):
+                self._set(t, y)
+                m = self._m
+                # Exactly PySD's Model._euler_step and _integrate_step.
+                m.state = m.state + m.ddt() * dt
+                m.time.update(t + dt)
+                m.clean_caches()
+                y_new = self._flatten()
         except SDModelError:
             raise
+        except ArithmeticError as exc:
+            raise arithmetic_error(self._culprit(exc), t, exc) from exc
         except Exception as exc:
             raise _runtime_error(t, exc) from exc
         self._synced = (t + dt, y_new.copy())
@@ -370,12 +405,35 @@ class PySDSystem:
                     leaf.obj.times = times * 0 + leaf.obj.delay_time_func()
         self._synced = (t, np.array(y, copy=True))
 
+    def _culprit(self, exc: BaseException, default: str = "the model's equations") -> str:
+        """What PySD was computing when ``exc`` was raised: the innermost model function."""
+        frames = []
+        tb = exc.__traceback__
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in reversed(frames):
+            name = frame.f_code.co_name
+            if frame.f_globals is self._module_globals and name in self._real:
+                return f"'{self._real[name]}'"
+            if frame.f_code in self._flows:
+                return f"the rate of change of {self._flows[frame.f_code]}"
+            py_name = getattr(frame.f_locals.get("self"), "py_name", None)
+            if isinstance(py_name, str) and py_name in self._hidden:
+                real = self._hidden[py_name]
+                return f"the rate of change of {real}" if name == "ddt" else f"'{real}'"
+        return default
+
     def _evaluate(self) -> dict[str, Any]:
         comps = self._m.components
         out: dict[str, Any] = {}
         for var in self._capture:
             try:
-                value = getattr(comps, var.py_name)()
+                with np.errstate(all="ignore"):
+                    value = getattr(comps, var.py_name)()
+            except ArithmeticError as exc:
+                what = self._culprit(exc, default=f"'{var.name}'")
+                raise arithmetic_error(what, float(self._m.time()), exc) from exc
             except Exception as exc:
                 raise UnsupportedFeatureError(
                     f"PySD could not evaluate {var.name!r} at time {self._m.time():g}: "

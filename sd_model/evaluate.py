@@ -20,6 +20,7 @@ from sd_model._errors import (
     IntegrationError,
     SDModelError,
     SDModelWarning,
+    SettingsError,
     UnsupportedFeatureError,
 )
 from sd_model._meta import VariableInfo
@@ -191,7 +192,7 @@ def evaluate(
             )
         else:
             times, values, nfev, messages = _run_pysd(model, overrides, variables, grid, solver)
-    except (IntegrationError, UnsupportedFeatureError) as exc:
+    except (IntegrationError, UnsupportedFeatureError, SettingsError) as exc:
         # Name the model file: in a sweep or a CLI log several models may be in play.
         if model.path.name in str(exc):
             raise

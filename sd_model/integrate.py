@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, get_args
@@ -120,6 +122,11 @@ class TimeGrid:
         span = self.final_time - self.initial_time
         return math.floor(span / self.time_step + _TIME_RPREC)
 
+    def n_saves(self) -> int:
+        """Number of saved times (``len(save_times())`` without building the array)."""
+        span = self.final_time - self.initial_time
+        return math.floor(span / self.saveper + _TIME_RPREC) + 1
+
 
 class System(Protocol):
     """What an integrator needs from a model (a backend's runnable form).
@@ -208,10 +215,19 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
     Raises
     ------
     IntegrationError
-        When the state becomes NaN or infinite, or the solver fails; the message names
-        the first offending state entry and the time.
+        When the state or its rate of change becomes NaN or infinite, or the solver
+        fails; the message names the first offending state entry and the time.
+    SettingsError
+        When the saved results would not fit in memory or the run would take more than
+        ``MAX_STEPS`` fixed steps (see :func:`check_run_size`); nothing is allocated.
     UnsupportedFeatureError
         When the system has discrete elements and the method is not ``euler``.
+
+    Notes
+    -----
+    A system may have an ``observed_size`` attribute: the number of values
+    ``observe`` returns at each saved time. The size check uses it to estimate the
+    memory a run needs (without it, the state size is assumed).
 
     Examples
     --------
@@ -233,22 +249,247 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
             "these elements (DELAY FIXED, SAMPLE IF TRUE, ...) update once per time step. "
             "Use method='euler'."
         )
+    n_state = len(system.state_labels)
+    check_run_size(
+        grid,
+        options,
+        values_per_save=n_state + int(getattr(system, "observed_size", n_state)),
+        system=system,
+    )
     if options.adaptive:
         return _integrate_adaptive(system, grid, options)
     return _integrate_fixed(system, grid, options)
+
+
+#: Fixed-step runs with more steps than this are refused: even at a microsecond per
+#: step they take a quarter of an hour, and a step this small is almost always a typo.
+MAX_STEPS = 1_000_000_000
+
+# The saved results are held about three times on their way into a Dataset (the
+# integrator's list, the stacked arrays, the Dataset), and the machine needs memory for
+# everything else: a run may use at most this share of physical memory for one copy.
+_MEMORY_SHARE = 0.25
+
+
+def _physical_memory() -> int | None:
+    """Bytes of physical memory, or None where the platform does not say."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def memory_budget() -> int:
+    """Bytes one run's saved results may take (a share of physical memory).
+
+    Returns
+    -------
+    int
+        A quarter of the machine's physical memory, or 4 GB where it is unknown.
+    """
+    phys = _physical_memory()
+    return int(phys * _MEMORY_SHARE) if phys else 4_000_000_000
+
+
+def check_run_size(
+    grid: TimeGrid,
+    options: SolverOptions,
+    *,
+    values_per_save: int,
+    bytes_per_step: int = 0,
+    system: System | None = None,
+) -> None:
+    """Refuse a run that would exhaust memory or take absurdly many steps.
+
+    Called before anything is allocated, so a mistyped ``time_step=1e-9`` stops at
+    once with the numbers instead of asking the operating system for terabytes.
+
+    Parameters
+    ----------
+    grid : TimeGrid
+        The run's time grid.
+    options : SolverOptions
+        The method (fixed-step methods take ``grid.n_steps()`` steps; adaptive ones
+        choose their own).
+    values_per_save : int
+        Float64 values kept per saved time (state plus observed variables).
+    bytes_per_step : int
+        Memory a fixed-step run needs per step besides the saved results.
+    system : System, optional
+        The model; when a run is refused for its step count, one evaluation of its
+        right-hand side is timed to say how long the run would take.
+
+    Raises
+    ------
+    SettingsError
+        When the saved results would exceed :func:`memory_budget`, or a fixed-step
+        run would take more than ``MAX_STEPS`` steps.
+
+    Examples
+    --------
+    >>> grid = TimeGrid(0.0, 100.0, 1e-9, 1e-9)
+    >>> check_run_size(grid, SolverOptions(), values_per_save=40)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    sd_model._errors.SettingsError: This run would save 100,000,000,001 time points x 40 ...
+    """
+    n_saves = grid.n_saves()
+    n_steps = 0 if options.adaptive else grid.n_steps()
+    saved = 8 * n_saves * max(values_per_save, 1)
+    budget = memory_budget()
+    share = f"a quarter of this machine's memory ({_fmt_bytes(budget)})"
+    if saved > budget:
+        raise SettingsError(
+            f"This run would save {n_saves:,} time points x {values_per_save:,} values = "
+            f"{_fmt_bytes(saved)}, more than {share}; raise saveper (now {grid.saveper:g}) "
+            f"or time_step (now {grid.time_step:g}), or shorten the run."
+        )
+    if n_steps > MAX_STEPS:
+        cost = _time_derivative(system, grid) if system is not None else None
+        evals = 4 if options.method == "rk4" else 1
+        eta = (
+            f", about {_fmt_duration(n_steps * evals * cost)} at "
+            f"{cost * 1e6:.3g} µs per evaluation of the model's equations"
+            if cost
+            else ""
+        )
+        raise SettingsError(
+            f"This run would take {n_steps:,} {options.method} steps of {grid.time_step:g}"
+            f"{eta}; the limit is {MAX_STEPS:,}. Raise time_step, or use an adaptive "
+            "method (method='RK45'), which chooses its own steps."
+        )
+    need = saved + bytes_per_step * n_steps
+    if need > budget:
+        raise SettingsError(
+            f"This run would need {_fmt_bytes(need)} ({n_saves:,} time points x "
+            f"{values_per_save:,} values, plus {bytes_per_step} byte(s) for each of "
+            f"{n_steps:,} steps), more than {share}; raise time_step "
+            f"(now {grid.time_step:g}) or shorten the run."
+        )
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError  # pragma: no cover
+
+
+def _fmt_duration(seconds: float) -> str:
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600)):
+        if seconds >= size:
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds / 60:.3g} minutes" if seconds >= 60 else f"{seconds:.3g} seconds"
+
+
+def _time_derivative(system: System, grid: TimeGrid) -> float | None:
+    """Seconds per right-hand-side evaluation (best of three), None if it fails."""
+    try:
+        y0 = np.asarray(system.initial_state(), dtype=float)
+        best = math.inf
+        for _ in range(3):
+            start = time.perf_counter()
+            system.derivative(grid.initial_time, y0)
+            best = min(best, time.perf_counter() - start)
+        return best
+    except Exception:  # an estimate only; the refusal does not depend on it
+        return None
+
+
+_HINT_FIXED = (
+    "Check the model's equations near that time (division by zero, overflow), "
+    "or use a smaller time step or an adaptive method."
+)
+_HINT_ADAPTIVE = (
+    "Check the model's equations near that time (division by zero, overflow, a stock "
+    "growing without bound)."
+)
+_HINT_DIVISION = "Use XIDZ or ZIDZ where a denominator can be zero."
+
+
+def nonfinite_error(
+    what: str, t: float, value: float | None = None, *, detail: str = "", adaptive: bool = False
+) -> IntegrationError:
+    """The error for a NaN or infinite value, naming what produced it and when.
+
+    Every integrator (and the compiled backend's numba kernel) reports a blow-up with
+    this one message, so a user sees the same words whatever the method or backend.
+
+    Parameters
+    ----------
+    what : str
+        The state entry (``"Stock[North]"``) or ``"the rate of change of Stock"``.
+    t : float
+        Time at which the value appeared.
+    value : float, optional
+        The value (``inf``, ``-inf``, ``nan``); unknown when None.
+    detail : str
+        Added in parentheses after the time (the stock's value, the method...).
+    adaptive : bool
+        Whether an adaptive method was integrating (changes the hint).
+
+    Returns
+    -------
+    IntegrationError
+
+    Examples
+    --------
+    >>> str(nonfinite_error("Stock", 1.5, float("inf")))[:47]
+    'The integration produced inf for Stock at time '
+    """
+    shown = "a non-finite value" if value is None else f"{value}"
+    extra = f" ({detail})" if detail else ""
+    hint = _HINT_ADAPTIVE if adaptive else _HINT_FIXED
+    return IntegrationError(
+        f"The integration produced {shown} for {what} at time {t:g}{extra}. {hint}"
+    )
+
+
+def arithmetic_error(what: str, t: float, exc: BaseException) -> IntegrationError:
+    """The error for a Python arithmetic exception raised while evaluating a model.
+
+    Parameters
+    ----------
+    what : str
+        What was being computed (``"'y'"``, ``"the rate of change of Stock"``).
+    t : float
+        Model time of the evaluation.
+    exc : BaseException
+        The ``ZeroDivisionError``, ``OverflowError``... raised.
+
+    Returns
+    -------
+    IntegrationError
+
+    Examples
+    --------
+    >>> str(arithmetic_error("'y'", 5.0, ZeroDivisionError("float division by zero")))[:40]
+    "Division by zero computing 'y' at time 5"
+    """
+    if isinstance(exc, ZeroDivisionError):
+        kind = "Division by zero"
+    elif isinstance(exc, OverflowError):
+        kind = "Overflow"
+    else:
+        kind = "Arithmetic error"
+    hint = _HINT_DIVISION if isinstance(exc, ZeroDivisionError) else _HINT_ADAPTIVE
+    text = " ".join(str(exc).split())[:200]
+    return IntegrationError(
+        f"{kind} computing {what} at time {t:g} ({type(exc).__name__}: {text}). {hint}"
+    )
 
 
 def _check_finite(system: System, t: float, y: np.ndarray) -> None:
     if np.all(np.isfinite(y)):
         return
     bad = int(np.flatnonzero(~np.isfinite(y))[0])
+    raise nonfinite_error(_label(system, bad), t, float(y[bad]))
+
+
+def _label(system: System, i: int) -> str:
     labels = system.state_labels
-    label = labels[bad] if bad < len(labels) else f"state[{bad}]"
-    raise IntegrationError(
-        f"The integration produced {y[bad]} for {label} at time {t:g}. "
-        "Check the model's equations near that time (division by zero, overflow), "
-        "or use a smaller time step or an adaptive method."
-    )
+    return labels[i] if i < len(labels) else f"state[{i}]"
 
 
 def _fastest(
@@ -358,6 +599,70 @@ def segment_edges(t0: float, t1: float, breakpoints: Sequence[float]) -> list[fl
     return [t0, *inner, t1]
 
 
+class _RateWatch:
+    """What the solver last evaluated, the first NaN or infinite rate it met, and stalls.
+
+    An adaptive solver that meets an infinite rate rejects the step and retries with a
+    smaller one; near an overflow RK45 and BDF give up with "step size too small", but
+    LSODA creeps towards the overflow, then evaluates the same point for ever. Counting
+    non-finite rates and repeated times bounds that, and lets every method report a
+    blow-up the same way.
+    """
+
+    # A solver recovers from a few NaN trial points (it shrinks the step); this many
+    # means the state itself is running away.
+    BAD_LIMIT = 100
+
+    def __init__(self, n_state: int) -> None:
+        self.t = math.nan
+        self.y: np.ndarray | None = None
+        self.bad: tuple[float, np.ndarray, np.ndarray] | None = None
+        self.n_bad = 0
+        self.repeats = 0
+        # Evaluations at one time are legitimate up to a finite-difference Jacobian
+        # (one per state entry) plus Newton iterations; far more is a stall.
+        self.repeat_limit = 2 * n_state + 1000
+
+    def see(self, t: float, y: np.ndarray, d: np.ndarray) -> None:
+        if t == self.t:
+            self.repeats += 1
+            if self.repeats > self.repeat_limit:
+                raise _RunawayError
+        else:
+            self.repeats = 0
+        self.t = t
+        self.y = y
+        if np.isfinite(d).all():
+            return
+        if self.bad is None:
+            self.bad = (float(t), np.array(y, dtype=float), np.array(d, dtype=float))
+        self.n_bad += 1
+        if self.n_bad >= self.BAD_LIMIT:
+            raise _RunawayError
+
+    def error(self, system: System, method: str) -> IntegrationError | None:
+        """The blow-up error, if a non-finite rate was met."""
+        if self.bad is None:
+            return None
+        t, y, d = self.bad
+        if not np.isfinite(y).all():
+            i = int(np.flatnonzero(~np.isfinite(y))[0])
+            return nonfinite_error(_label(system, i), t, float(y[i]), detail=method, adaptive=True)
+        i = int(np.flatnonzero(~np.isfinite(d))[0])
+        label = _label(system, i)
+        return nonfinite_error(
+            f"the rate of change of {label}",
+            t,
+            float(d[i]),
+            detail=f"{label} = {y[i]:.4g}; {method}",
+            adaptive=True,
+        )
+
+
+class _RunawayError(Exception):
+    """Raised inside the solver's right-hand side to stop a run that cannot recover."""
+
+
 def _integrate_adaptive(
     system: System, grid: TimeGrid, options: SolverOptions
 ) -> IntegrationResult:
@@ -378,12 +683,19 @@ def _integrate_adaptive(
     for a, b in itertools.pairwise(edges):
         if b - a <= 0:
             continue
+        # Per segment: non-finite trial points a solver recovered from are forgotten.
+        watch = _RateWatch(y.size)
         # Within a segment the right-hand side is smooth; at its end the solver must see
         # the left limit, not the value after a jump that happens exactly there.
         b_left = float(np.nextafter(b, a))
 
-        def fun(t: float, yy: np.ndarray, _b: float = b, _bl: float = b_left) -> np.ndarray:
+        def rhs(t: float, yy: np.ndarray, _b: float = b, _bl: float = b_left) -> np.ndarray:
             return np.asarray(system.derivative(_bl if t >= _b else t, yy), dtype=float)
+
+        def fun(t: float, yy: np.ndarray, _watch: _RateWatch = watch) -> np.ndarray:
+            d = rhs(t, yy)
+            _watch.see(t, yy, d)
+            return d
 
         inside = np.flatnonzero((save_times >= a - tol) & (save_times <= b + tol) & ~filled)
         # Always ask for the segment's end: it is the next segment's start.
@@ -393,15 +705,32 @@ def _integrate_adaptive(
             kwargs["max_step"] = options.max_step
         if options.first_step is not None:
             kwargs["first_step"] = min(options.first_step, b - a)
-        sol = solve_ivp(fun, (a, b), y, method=options.method, t_eval=t_eval, **kwargs)
-        nfev += int(sol.nfev)
-        if not sol.success or sol.status != 0 or sol.t.size != t_eval.size:
-            last_t = float(sol.t[-1]) if sol.t.size else a
-            last_y = sol.y[:, -1] if sol.y.size else y
+        try:
+            # Near a blow-up SciPy's own algebra overflows; the error below says so once.
+            with np.errstate(all="ignore"):
+                sol = solve_ivp(fun, (a, b), y, method=options.method, t_eval=t_eval, **kwargs)
+            message = sol.message
+            failed = not sol.success or sol.status != 0 or sol.t.size != t_eval.size
+            nfev += int(sol.nfev)
+        except _RunawayError:
+            message = f"it evaluated the model {watch.repeats} times there without advancing."
+            failed = True
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            # BDF and Radau factorize a Jacobian; an infinite rate makes it inf/NaN.
+            message = f"{type(exc).__name__}: {exc}."
+            failed = True
+        if failed:
+            runaway = watch.error(system, options.method)
+            if runaway is not None:
+                raise runaway from None
+            # The solver's own last time: sol.t holds only the requested times reached
+            # (and sol.y is an empty list when it reached none of them).
+            last_t = float(watch.t) if math.isfinite(watch.t) else a
+            last_y = np.array(watch.y, dtype=float) if watch.y is not None else y
             _check_finite(system, last_t, last_y)
             raise IntegrationError(
-                f"The {options.method} solver failed at time {last_t:g}: {sol.message}"
-                f"{_fastest(system, fun, last_t, last_y, options.atol)} "
+                f"The {options.method} solver failed at time {last_t:g}: {message}"
+                f"{_fastest(system, rhs, last_t, last_y, options.atol)} "
                 "Try a looser rtol/atol, another method (LSODA or Radau for stiff models), "
                 "or method='euler'."
             )

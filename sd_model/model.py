@@ -460,8 +460,9 @@ class Model:
         except SDModelError as exc:
             # A defect of the model itself (a circular definition, a missing data file):
             # the PySD backend would fail on it too, so there is nothing to fall back to.
-            self._compile_exc = exc
-            raise
+            named = exc if self.path.name in str(exc) else type(exc)(f"{self.path.name}: {exc}")
+            self._compile_exc = named
+            raise named from exc
         except Exception as exc:
             # A compiler defect must not make a model unrunnable: report it, and let
             # backend="auto" fall back to the reference backend.
@@ -614,6 +615,22 @@ class Model:
                 n = len(xs) // max(len(el.components), 1)
                 return f"(lookup of {n} points, x {min(xs):g} to {max(xs):g})"
         return "(lookup)"
+
+    def check_units(self) -> Any:
+        """Check that every equation's units balance; see :func:`sd_model.units.check_units`.
+
+        Returns
+        -------
+        sd_model.units.UnitsReport
+
+        Examples
+        --------
+        >>> sd_model.load("models/example_regions.mdl").check_units().ok  # doctest: +SKIP
+        True
+        """
+        from sd_model.units import check_units
+
+        return check_units(self)
 
     def info(self) -> str:
         """A text summary: time settings, dims, stocks and parameters."""

@@ -63,7 +63,7 @@ from sd_model._errors import (
 )
 from sd_model._meta import VariableInfo
 from sd_model.backends import BACKENDS, BackendName
-from sd_model.integrate import Method, SolverOptions, TimeGrid, integrate
+from sd_model.integrate import Method, SolverOptions, TimeGrid, check_run_size, integrate
 from sd_model.overrides import normalize_name
 from sd_model.results import build_dataset, write_atomic
 from sd_model.sampling import SampleSpec, draw, grid_axis
@@ -815,6 +815,9 @@ def _prepare(
     """
     solver = SolverOptions(method=model.resolve_method(method), **options)
     tgrid = model.time_grid(**times)
+    # A lower bound (one value per saved time): refuse a 1e-9 time step before the saved
+    # times are even listed; integrate() re-checks each batch with its real size.
+    check_run_size(tgrid, solver, values_per_save=1)
     saved = tgrid.save_times() if solver.adaptive else _fixed_step_times(tgrid)
     sample_spec = SampleSpec.from_mapping(samples).resolved() if samples is not None else None
     plan = _make_plan(model, grid, sample_spec)

@@ -452,9 +452,7 @@ def generate_kernel(prog: Program, dynamic: frozenset[int], obs: tuple[int, ...]
     dyn_deps = {
         e.index: set(e.refs).union(*[prog.statefuls[j].dyn_refs for j in e.statefuls]) for e in els
     }
-    order = _toposort(
-        [e.index for e in els if e.index in dynamic], dyn_deps, [e.name for e in els], "model"
-    )
+    order = _toposort([e.index for e in els if e.index in dynamic], dyn_deps)
     body: list[str] = []
     ind = "        "
     for i in order:
@@ -620,6 +618,7 @@ def generate_kernel(prog: Program, dynamic: frozenset[int], obs: tuple[int, ...]
         *discrete,
         "        for p in range(B * NS):",
         "            if not np.isfinite(ynew[p]):",
+        "                y0[p] = ynew[p]",  # the caller's copy: reports the value
         "                return step + 1, p",
         "        y = ynew",
         "    return -1, -1",

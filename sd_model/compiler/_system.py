@@ -4,11 +4,18 @@ The program is turned into three generated functions: ``_init`` (values at the
 initial time, in initialisation order), ``_rhs`` (derivative or Euler step) and
 ``_obs`` (every variable at a saved time). Constants are computed once by ``_init``
 and read by the other two as module globals.
+
+Arithmetic follows NumPy everywhere, as in the numba kernel: time and the control
+variables are NumPy floats, so an expression of time alone (``1 / (5 - Time)``)
+gives ``inf`` at time 5 instead of raising Python's ``ZeroDivisionError``. What is
+still computed on Python floats (numeric literals only, ``1 / 0``) and raises is
+reported as an :class:`~sd_model.IntegrationError` naming the variable.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,10 +24,16 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sd_model._errors import ParameterError, UnsupportedFeatureError
+from sd_model._errors import ModelLoadError, ParameterError, UnsupportedFeatureError
 from sd_model.compiler import _runtime
 from sd_model.compiler._build import CONTROL_NAMES, Program, Stateful
-from sd_model.integrate import TimeGrid
+from sd_model.integrate import TimeGrid, arithmetic_error
+
+# Filename of the generated code: tracebacks through it lead back to a variable.
+_FILENAME = "<sd_model compiled model>"
+# The first assignment target of a generated line: an element (v3), a stateful's value
+# or parameter (z/o/d/n/w7), or a stateful's derivative or next state (_D/_N[:, SL7]).
+_TARGET = re.compile(r"\s*(?:v(\d+)\b|[zodnw](\d+)\b|_([DN])\[:, SL(\d+)\])")
 
 STATE_KINDS = {
     "integ",
@@ -36,10 +49,16 @@ DISCRETE_KINDS = {"delayfixed", "sampleiftrue"}
 _ORDERED = {"smooth", "delay", "delayn", "delayfixed"}
 
 
-def _toposort(
-    nodes: Sequence[int], deps: Mapping[int, set[int]], names: Sequence[str], phase: str
-) -> list[int]:
-    """Depth-first topological order; a cycle raises naming its elements."""
+class _Cycle(Exception):
+    """A dependency cycle met by :func:`_toposort` (element indices, first == last)."""
+
+    def __init__(self, cycle: list[int]) -> None:
+        super().__init__(cycle)
+        self.cycle = cycle
+
+
+def _toposort(nodes: Sequence[int], deps: Mapping[int, set[int]]) -> list[int]:
+    """Depth-first topological order; a cycle raises :class:`_Cycle`."""
     order: list[int] = []
     state: dict[int, int] = {}
     node_set = set(nodes)
@@ -60,17 +79,37 @@ def _toposort(
                 continue
             st = state.get(nxt, 0)
             if st == 1:
-                cycle = [*path[path.index(nxt) :], nxt]
-                raise UnsupportedFeatureError(
-                    f"Circular definition in the {phase}: "
-                    + " -> ".join(f"'{names[c]}'" for c in cycle)
-                    + ". Break the loop with a stock or an INITIAL."
-                )
+                raise _Cycle([*path[path.index(nxt) :], nxt])
             if st == 0:
                 state[nxt] = 1
                 path.append(nxt)
                 stack.append((nxt, iter(sorted(deps.get(nxt, set()) & node_set))))
     return order
+
+
+def _cycle_error(prog: Program, cycle: list[int], phase: str) -> Exception:
+    """A circular definition: the model's error, or the compiler's limit.
+
+    Dependencies are tracked per variable, not per subscript element. When every
+    variable on the cycle is one equation over all its elements, each element depends
+    on some element of the next variable, so following them must return to where it
+    started: the cells themselves are simultaneous, which Vensim rejects and PySD
+    cannot evaluate either. Otherwise (``x[a] = 1``, ``x[b] = x[a] * 2``) the cells may
+    well be ordered, and only this compiler cannot say so.
+    """
+    els = prog.elements
+    path = " -> ".join(els[c].name for c in cycle)
+    whole = all(len(els[c].components) == 1 and els[c].components[0].direct for c in cycle)
+    if whole:
+        return ModelLoadError(
+            f"The model's equations are circular (simultaneous) in the {phase}: {path}. "
+            "Vensim rejects simultaneous equations too; break the loop with a stock "
+            "(INTEG) or an INITIAL."
+        )
+    return UnsupportedFeatureError(
+        f"The compiled backend cannot order the subscript elements of the circular "
+        f"definition {path} in the {phase}."
+    )
 
 
 @dataclass
@@ -83,6 +122,26 @@ class Code:
     code: Any
     dynamic: frozenset[int]
     obs_names: tuple[int, ...]
+
+    def culprit(self, prog: Program, exc: BaseException) -> str:
+        """What the generated line that raised ``exc`` computes (``"'y'"``)."""
+        lineno = None
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == _FILENAME:
+                lineno = tb.tb_lineno
+            tb = tb.tb_next
+        lines = (self.init_src + "\n" + self.rhs_src + "\n" + self.obs_src).splitlines()
+        if lineno is None or not 0 < lineno <= len(lines):
+            return "the model's equations"
+        m = _TARGET.match(lines[lineno - 1])
+        if m is None:
+            return "the model's equations"
+        if m.group(1) is not None:
+            return f"'{prog.elements[int(m.group(1))].name}'"
+        j = int(m.group(2) or m.group(4))
+        name = prog.elements[prog.statefuls[j].element].name
+        return f"the rate of change of {name}" if m.group(3) == "D" else f"'{name}'"
 
 
 def _assembly(prog: Program, i: int, full: bool) -> list[str]:
@@ -247,7 +306,6 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
     """
     els = prog.elements
     sfs = prog.statefuls
-    names = [e.name for e in els]
     values = [e.index for e in els if e.kind != "lookup"]
     init_deps: dict[int, set[int]] = {}
     dyn_deps: dict[int, set[int]] = {}
@@ -274,9 +332,14 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
             if i not in dynamic and dyn_deps[i] & dynamic:
                 dynamic.add(i)
                 changed = True
-    init_order = _toposort(values, init_deps, names, "initialisation")
-    dyn_nodes = [i for i in values if i in dynamic]
-    dyn_order = _toposort(dyn_nodes, dyn_deps, names, "model equations")
+    phase = "initialisation"
+    try:
+        init_order = _toposort(values, init_deps)
+        dyn_nodes = [i for i in values if i in dynamic]
+        phase = "model equations"
+        dyn_order = _toposort(dyn_nodes, dyn_deps)
+    except _Cycle as cycle:
+        raise _cycle_error(prog, cycle.cycle, phase) from None
     state_sfs = [sf for sf in sfs if sf.kind in STATE_KINDS]
     # what the derivative needs
     roots: set[int] = set()
@@ -346,7 +409,7 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
     obs.append(ind + "return (" + "".join(f"v{i}, " for i in obs_names) + ")")
     obs_src = "\n".join(obs) + "\n"
     full = init_src + "\n" + rhs_src + "\n" + obs_src
-    code = compile(full, "<sd_model compiled model>", "exec")
+    code = compile(full, _FILENAME, "exec")
     return Code(init_src, rhs_src, obs_src, code, frozenset(dynamic), obs_names)
 
 
@@ -403,14 +466,14 @@ class CompiledSystem:
             "_INF": math.inf,
             "_B": B,
             "_order": _order,
-            "TI": float(grid.initial_time),
-            "TF": float(grid.final_time),
-            "DT": float(grid.time_step),
+            "TI": np.float64(grid.initial_time),
+            "TF": np.float64(grid.final_time),
+            "DT": np.float64(grid.time_step),
             # Adaptive methods integrate the continuous STEP/PULSE/DELAY N (see _runtime).
             "CONT": continuous,
             "HS": 0.0 if continuous else float(grid.time_step) / 2,
             "EPS": 0.0 if continuous else _runtime.SMALL_VENSIM,
-            "SP": float(grid.saveper),
+            "SP": np.float64(grid.saveper),
         }
         ns.update(prog.consts)
         for e in els:
@@ -437,8 +500,11 @@ class CompiledSystem:
 
         ns["_OV"] = ov
         exec(code.code, ns)  # generated only from the AST (see _build); no model text
-        with np.errstate(all="ignore"):
-            init = ns["_init"](float(grid.initial_time))
+        try:
+            with np.errstate(all="ignore"):
+                init = ns["_init"](np.float64(grid.initial_time))
+        except ArithmeticError as exc:
+            raise arithmetic_error(code.culprit(prog, exc), grid.initial_time, exc) from exc
         # constants become module globals of the dynamic functions
         for e in els:
             if e.kind != "lookup" and e.index not in code.dynamic:
@@ -604,20 +670,34 @@ class CompiledSystem:
         """The state at the initial time, scenario-major."""
         return self._y0.copy()
 
+    @property
+    def observed_size(self) -> int:
+        """Number of values :meth:`observe` returns at each saved time (all scenarios)."""
+        return self.batch * sum(int(np.prod(e.shape, dtype=int)) for e in self._observed)
+
     def derivative(self, t: float, y: np.ndarray) -> np.ndarray:
         """``dy/dt`` at ``(t, y)``."""
-        with np.errstate(all="ignore"):
-            return np.asarray(self._rhs(float(t), y, None))
+        try:
+            with np.errstate(all="ignore"):
+                return np.asarray(self._rhs(np.float64(t), y, None))
+        except ArithmeticError as exc:
+            raise arithmetic_error(self.code.culprit(self._prog, exc), t, exc) from exc
 
     def euler_step(self, t: float, y: np.ndarray, dt: float) -> np.ndarray:
         """One Euler step, updating discrete elements as PySD does."""
-        with np.errstate(all="ignore"):
-            return np.asarray(self._rhs(float(t), y, float(dt)))
+        try:
+            with np.errstate(all="ignore"):
+                return np.asarray(self._rhs(np.float64(t), y, float(dt)))
+        except ArithmeticError as exc:
+            raise arithmetic_error(self.code.culprit(self._prog, exc), t, exc) from exc
 
     def observe(self, t: float, y: np.ndarray) -> dict[str, np.ndarray]:
         """Every variable at ``(t, y)``, each shaped ``(B, *dims)``."""
-        with np.errstate(all="ignore"):
-            dyn = self._obs(float(t), y)
+        try:
+            with np.errstate(all="ignore"):
+                dyn = self._obs(np.float64(t), y)
+        except ArithmeticError as exc:
+            raise arithmetic_error(self.code.culprit(self._prog, exc), t, exc) from exc
         out = dict(self._constant_outputs)
         for e, val in zip(self._observed, dyn, strict=True):
             full = (self.batch, *e.shape)
@@ -659,12 +739,28 @@ class CompiledSystem:
         ------
         sd_model.IntegrationError
             When the state becomes NaN or infinite.
+        sd_model.SettingsError
+            When the run is too large (see :func:`sd_model.integrate.check_run_size`).
         """
         from sd_model.compiler import _kernel
-        from sd_model.integrate import IntegrationResult
+        from sd_model.integrate import (
+            IntegrationResult,
+            SolverOptions,
+            check_run_size,
+            nonfinite_error,
+        )
 
         if self._forced or not _kernel.numba_available():
             return None
+        # Before compiling (which can take minutes); the kernel takes a save flag per
+        # step (one byte each).
+        check_run_size(
+            self.grid,
+            SolverOptions(method="euler"),
+            values_per_save=self.n_state + self.observed_size,
+            bytes_per_step=1,
+            system=self,
+        )
         try:
             ks = _kernel.generate_kernel(self._prog, self.code.dynamic, self.code.obs_names)
         except _kernel.KernelUnsupported:
@@ -678,13 +774,17 @@ class CompiledSystem:
         save_times = g.save_times()
         n_steps = g.n_steps()
         dt = g.time_step
-        step_times = g.initial_time + dt * np.arange(n_steps + 1)
+        t0 = g.initial_time
         tol = dt * 1e-5
         save = np.zeros(n_steps + 1, dtype=np.bool_)
         saved: list[float] = []
         for ts in save_times:
-            k = int(np.argmin(np.abs(step_times - ts)))
-            if abs(step_times[k] - ts) <= tol:
+            # The step nearest to ts (the first on a tie) lies next to the rounded
+            # quotient; no array of all step times is needed.
+            near = round((ts - t0) / dt)
+            steps = range(max(near - 1, 0), min(near + 1, n_steps) + 1)
+            k = min(steps, key=lambda k: abs(t0 + dt * k - ts), default=0)
+            if abs(t0 + dt * k - ts) <= tol:
                 save[k] = True
                 saved.append(float(ts))
         n_save = int(save.sum())
@@ -706,11 +806,12 @@ class CompiledSystem:
         out = np.empty((n_save, B * self.n_state))
         els = self._prog.elements
         obs = tuple(np.empty((n_save, B, *els[i].shape)) for i in ks.observed)
+        y0 = self._y0.copy()
         with np.errstate(all="ignore"):
             result = _kernel.call_kernel(
                 ks,
                 fn,
-                self._y0.copy(),
+                y0,
                 float(g.initial_time),
                 float(dt),
                 n_steps,
@@ -729,13 +830,7 @@ class CompiledSystem:
         if status >= 0:
             t_bad = g.initial_time + status * dt
             label = self._labels[where] if where < len(self._labels) else f"state[{where}]"
-            from sd_model._errors import IntegrationError
-
-            raise IntegrationError(
-                f"The integration produced a non-finite value for {label} at time {t_bad:g}. "
-                "Check the model's equations near that time (division by zero, overflow), "
-                "or use a smaller time step or an adaptive method."
-            )
+            raise nonfinite_error(label, t_bad, float(y0[where]))
         observations = []
         for k in range(n_save):
             o = dict(self._constant_outputs)
