@@ -1,0 +1,299 @@
+"""Calibration files and the ``sd-model calibrate`` command.
+
+```yaml
+model: sir_boarding_school.mdl             # relative to this file
+data:                                      # one mapping or a list of them
+  file: data/boarding_school_influenza.csv
+  time: day                                # the time column (default: time)
+  columns: {in_bed: Infected}              # wide layout: column -> variable ("name[elem]")
+  # without columns: a tidy file (time, variable, one column per subscript range, value)
+params:
+  contact rate: [0.5, 5]                   # bounds
+  recovery rate: {bounds: [0.05, 2], prior: {dist: lognorm, s: 1.0, scale: 0.5}}
+fixed: {population: 763}                   # overrides held fixed
+error: poisson                             # or {Infected: {kind: normal, sigma: 10}}
+weights: {Infected: 1}
+method: differential_evolution             # or multistart, local
+seed: 1
+options: {popsize: 15, maxiter: 300, tol: 0.01}
+time: {final: 14}
+solver: {method: RK45, backend: auto, rtol: 1.0e-8, atol: 1.0e-8}
+confidence: {level: 0.95, method: profile} # profile, payoff or hessian
+posterior: {draws: 1000, tune: 500, walkers: 64}       # optional (or --posterior)
+bands: {quantiles: [0.05, 0.5, 0.95], final: 30}       # optional (or --bands)
+```
+
+Priors are ``scipy.stats`` distributions by name with their keyword arguments. The
+command writes ``params.yaml`` (a parameter file for scenario files' ``params_file:``),
+``fit_report.csv`` and ``fit_report.md``, ``parameters.csv``, ``best_run.nc`` and
+``fit.png``; with a posterior ``posterior.nc``, with bands ``bands.nc`` and ``fan.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from sd_model.calibrate.errors import CalibrationError
+
+TOP_KEYS = (
+    "model",
+    "data",
+    "params",
+    "fixed",
+    "error",
+    "weights",
+    "method",
+    "seed",
+    "options",
+    "time",
+    "solver",
+    "confidence",
+    "posterior",
+    "bands",
+    "name",
+    "description",
+)
+DATA_KEYS = ("file", "time", "columns")
+OPTION_KEYS = ("popsize", "maxiter", "tol", "polish")
+POSTERIOR_KEYS = ("draws", "tune", "walkers", "method", "kind", "block_length")
+BANDS_KEYS = ("quantiles", "final", "n", "outputs")
+TIME_KEYS = {
+    "initial": "initial_time",
+    "final": "final_time",
+    "saveper": "saveper",
+    "time_step": "time_step",
+}
+SOLVER_KEYS = ("method", "backend", "rtol", "atol", "max_step")
+
+
+@dataclass(frozen=True)
+class CalibrationFile:
+    """A checked calibration file (see the module docstring for the layout)."""
+
+    source: Path
+    model: Path
+    data: pd.DataFrame | dict[str, pd.Series]
+    params: dict[str, tuple[float, float]]
+    priors: dict[str, Any] = field(default_factory=dict)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    error: Any = "normal"
+    weights: dict[str, float] = field(default_factory=dict)
+    method: str = "differential_evolution"
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    time: dict[str, float] = field(default_factory=dict)
+    solver: dict[str, Any] = field(default_factory=dict)
+    confidence: dict[str, Any] = field(default_factory=dict)
+    posterior: dict[str, Any] | None = None
+    bands: dict[str, Any] | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> CalibrationFile:
+        """Read and check a calibration file; errors name the file and the key."""
+        p = Path(path)
+        if not p.is_file():
+            raise CalibrationError(f"Calibration file not found: {p}")
+        try:
+            doc = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise CalibrationError(f"{p}: invalid YAML: {exc}") from exc
+        if not isinstance(doc, Mapping):
+            raise CalibrationError(f"{p}: a calibration file is a mapping of keys to values.")
+        _keys(doc, TOP_KEYS, str(p))
+        for key in ("model", "data", "params"):
+            if key not in doc:
+                raise CalibrationError(f"{p}: missing key {key!r}.")
+        model = (p.parent / str(doc["model"])).expanduser()
+        if not model.is_file():
+            raise CalibrationError(
+                f"{p}: model: file {doc['model']!r} not found (looked for "
+                f"{model.resolve()}; paths are relative to this file)."
+            )
+        params, priors = _params(doc["params"], str(p))
+        seed = doc.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise CalibrationError(f"{p}: seed must be an integer, got {seed!r}.")
+        return cls(
+            source=p,
+            model=model.resolve(),
+            data=_data(doc["data"], p.parent, str(p)),
+            params=params,
+            priors=priors,
+            fixed=dict(_mapping(doc, "fixed", str(p))),
+            error=doc.get("error", "normal"),
+            weights=dict(_mapping(doc, "weights", str(p))),
+            method=str(doc.get("method", "differential_evolution")),
+            seed=seed,
+            options=_section(doc, "options", OPTION_KEYS, str(p)),
+            time={
+                TIME_KEYS[k]: float(v)
+                for k, v in _section(doc, "time", tuple(TIME_KEYS), str(p)).items()
+            },
+            solver=_section(doc, "solver", SOLVER_KEYS, str(p)),
+            confidence=_section(doc, "confidence", ("level", "method"), str(p)),
+            posterior=_section(doc, "posterior", POSTERIOR_KEYS, str(p))
+            if "posterior" in doc
+            else None,
+            bands=_section(doc, "bands", BANDS_KEYS, str(p)) if "bands" in doc else None,
+        )
+
+
+def _keys(doc: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    import difflib
+
+    for key in doc:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise CalibrationError(
+                f"{where}: unknown key {key!r}{hint} (keys: {', '.join(allowed)})."
+            )
+
+
+def _mapping(doc: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = doc.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise CalibrationError(f"{where}: {key!r} must be a mapping.")
+    return value
+
+
+def _section(doc: Mapping[str, Any], key: str, allowed: tuple[str, ...], where: str) -> dict:
+    value = _mapping(doc, key, where)
+    _keys(value, allowed, f"{where}: {key}")
+    return dict(value)
+
+
+def _params(section: Any, where: str) -> tuple[dict[str, tuple[float, float]], dict[str, Any]]:
+    if not isinstance(section, Mapping) or not section:
+        raise CalibrationError(f"{where}: 'params' must map parameter names to [low, high].")
+    bounds: dict[str, Any] = {}
+    priors: dict[str, Any] = {}
+    for name, spec in section.items():
+        if isinstance(spec, Mapping):
+            _keys(spec, ("bounds", "prior"), f"{where}: params.{name}")
+            if "bounds" not in spec:
+                raise CalibrationError(f"{where}: params.{name}: missing 'bounds'.")
+            bounds[str(name)] = spec["bounds"]
+            if "prior" in spec:
+                priors[str(name)] = prior_from_spec(spec["prior"], f"{where}: params.{name}")
+        else:
+            bounds[str(name)] = spec
+    return bounds, priors
+
+
+def prior_from_spec(spec: Any, where: str) -> Any:
+    """A frozen ``scipy.stats`` distribution from ``{dist: name, **keywords}``."""
+    from scipy import stats
+
+    if not isinstance(spec, Mapping) or "dist" not in spec:
+        raise CalibrationError(
+            f"{where}: a prior is {{dist: <scipy.stats name>, ...keywords}}, e.g. "
+            f"{{dist: norm, loc: 1, scale: 0.2}}; got {spec!r}."
+        )
+    name = str(spec["dist"])
+    dist = getattr(stats, name, None)
+    if not isinstance(dist, stats.rv_continuous):
+        raise CalibrationError(f"{where}: {name!r} is not a continuous scipy.stats distribution.")
+    kwargs = {k: v for k, v in spec.items() if k != "dist"}
+    try:
+        frozen = dist(**kwargs)
+        frozen.logpdf(frozen.median())
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"{where}: prior {name}{kwargs}: {exc}") from exc
+    return frozen
+
+
+def _data(section: Any, base: Path, where: str) -> pd.DataFrame | dict[str, pd.Series]:
+    items = section if isinstance(section, list) else [section]
+    frames: list[pd.DataFrame] = []
+    series: dict[str, pd.Series] = {}
+    for n, item in enumerate(items):
+        label = f"{where}: data[{n}]" if isinstance(section, list) else f"{where}: data"
+        if not isinstance(item, Mapping) or "file" not in item:
+            raise CalibrationError(f"{label}: give {{file: ..., time: ..., columns: ...}}.")
+        _keys(item, DATA_KEYS, label)
+        path = (base / str(item["file"])).expanduser()
+        if not path.is_file():
+            raise CalibrationError(f"{label}: data file {item['file']!r} not found ({path}).")
+        df = pd.read_csv(path)
+        time = str(item.get("time", "time"))
+        if time not in df.columns:
+            raise CalibrationError(
+                f"{label}: {path.name} has no time column {time!r} (columns: "
+                f"{', '.join(map(str, df.columns))})."
+            )
+        columns = item.get("columns")
+        if columns is None:
+            frames.append(df.rename(columns={time: "time"}))
+            continue
+        if not isinstance(columns, Mapping) or not columns:
+            raise CalibrationError(f"{label}: 'columns' must map data columns to variables.")
+        for col, var in columns.items():
+            if col not in df.columns:
+                raise CalibrationError(f"{label}: {path.name} has no column {col!r}.")
+            series[str(var)] = pd.Series(df[col].to_numpy(float), index=df[time].to_numpy(float))
+    if frames and series:
+        raise CalibrationError(f"{where}: data: mix of tidy files and 'columns:'; use one layout.")
+    return pd.concat(frames, ignore_index=True) if frames else series
+
+
+# --------------------------------------------------------------------------- CLI
+def add_calibrate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``calibrate`` sub-command to ``sd-model``'s sub-parsers."""
+    p = subparsers.add_parser(
+        "calibrate",
+        help="fit a model to data from a calibration file; write parameters, report, best run",
+        description="Fit a model to data (see sd_model.calibrate.config for the file layout).",
+    )
+    p.add_argument("file", help="calibration file (.yaml)")
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument(
+        "--posterior",
+        action="store_true",
+        help="also sample the posterior (the file's posterior: section, or defaults)",
+    )
+    p.add_argument(
+        "--bands",
+        action="store_true",
+        help="also write forecast bands (the file's bands: section, or defaults)",
+    )
+    p.add_argument("--seed", type=int, help="replace the file's seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Run ``sd-model calibrate``."""
+    from sd_model.calibrate.outputs import run_calibration_file
+
+    cfg = CalibrationFile.from_yaml(args.file)
+    written = run_calibration_file(
+        cfg,
+        Path(args.output),
+        posterior=args.posterior or cfg.posterior is not None,
+        bands=args.bands or cfg.bands is not None,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def number(value: Any, where: str) -> float:
+    """A finite float from a YAML value (YAML 1.1 reads ``1e-8`` as text)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"{where}: expected a number, got {value!r}.") from exc
+    if not math.isfinite(out):
+        raise CalibrationError(f"{where}: expected a finite number, got {value!r}.")
+    return out
