@@ -61,7 +61,9 @@ def to_ema(
     experiments : pandas.DataFrame
         One row per scenario (grid points in C order, then samples), one float column per
         swept parameter, named by its coordinate (``transfer_intensity``,
-        ``productivity_North``).
+        ``productivity_North``): grid parameters in the order of the sweep's dims, then
+        sampled parameters in alphabetical order (the same for a sweep in memory and
+        one read back from a store).
     outcomes : dict of str to numpy.ndarray
         ``(n_experiments,)`` for scalar outcomes, ``(n_experiments, n_times)`` for time
         series; a subscripted variable gives one outcome per element,
@@ -89,11 +91,17 @@ def to_ema(
     keep = np.ones(flat.sizes["_experiment"], dtype=bool)
     if drop_failed and "status" in flat:
         keep = np.asarray(flat["status"].values) == 0
+    # Grid parameters in the order of the sweep's dims, then sampled ones by name: a
+    # store lists its coordinates alphabetically, and a sweep read back from one must
+    # give the same columns as the sweep in memory.
+    grid_columns = [d for d in lead if d != "scenario"]
+    sample_columns = sorted(
+        str(name) for name, coord in ds.coords.items() if coord.attrs.get("sd_sweep") == "sample"
+    )
     experiments = pd.DataFrame(
         {
-            str(name): np.asarray(flat[str(name)].values, dtype=float)[keep]
-            for name, coord in ds.coords.items()
-            if coord.attrs.get("sd_sweep") in ("grid", "sample")
+            name: np.asarray(flat[name].values, dtype=float)[keep]
+            for name in grid_columns + sample_columns
         }
     )
 
