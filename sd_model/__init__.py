@@ -29,6 +29,16 @@ from sd_model._errors import (
 )
 
 if TYPE_CHECKING:
+    from sd_model.calibrate import (
+        Backtest,
+        ErrorModel,
+        Fit,
+        backtest,
+        calibrate,
+        forecast_bands,
+        sample_posterior,
+    )
+    from sd_model.checks import CheckReport, check_model
     from sd_model.compare import compare, disparity_table, fit_table
     from sd_model.ema import to_ema
     from sd_model.integrate import SolverOptions, TimeGrid
@@ -37,10 +47,16 @@ if TYPE_CHECKING:
     from sd_model.runner import sweep, sweep_scenario
     from sd_model.sampling import SampleSpec
     from sd_model.scenarios import Scenario
+    from sd_model.sensitivity import sensitivity
+    from sd_model.units import UnitsReport, check_units
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backtest",
+    "CheckReport",
+    "ErrorModel",
+    "Fit",
     "IntegrationError",
     "Model",
     "ModelLoadError",
@@ -53,13 +69,21 @@ __all__ = [
     "SettingsError",
     "SolverOptions",
     "TimeGrid",
+    "UnitsReport",
     "UnsupportedFeatureError",
     "__version__",
+    "backtest",
+    "calibrate",
+    "check_model",
+    "check_units",
     "compare",
     "disparity_table",
     "fit_table",
+    "forecast_bands",
     "load",
     "open_results",
+    "sample_posterior",
+    "sensitivity",
     "sweep",
     "sweep_scenario",
     "to_ema",
@@ -69,6 +93,15 @@ __all__ = [
 
 # Public name -> the submodule that defines it, imported on first access.
 _LAZY: dict[str, str] = {
+    "Backtest": "sd_model.calibrate",
+    "ErrorModel": "sd_model.calibrate",
+    "Fit": "sd_model.calibrate",
+    "backtest": "sd_model.calibrate",
+    "calibrate": "sd_model.calibrate",
+    "forecast_bands": "sd_model.calibrate",
+    "sample_posterior": "sd_model.calibrate",
+    "check_model": "sd_model.checks",
+    "CheckReport": "sd_model.checks",
     "compare": "sd_model.compare",
     "disparity_table": "sd_model.compare",
     "fit_table": "sd_model.compare",
@@ -84,6 +117,9 @@ _LAZY: dict[str, str] = {
     "sweep_scenario": "sd_model.runner",
     "SampleSpec": "sd_model.sampling",
     "Scenario": "sd_model.scenarios",
+    "sensitivity": "sd_model.sensitivity",
+    "check_units": "sd_model.units",
+    "UnitsReport": "sd_model.units",
 }
 
 

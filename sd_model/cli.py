@@ -60,6 +60,24 @@ _LAZY_COMMANDS = {
         "cmd_plot",
         "draw a variable by region, or several runs side by side, to an image file",
     ),
+    "explore": _Command(
+        "sd_model.explore.cli",
+        "add_explore_parser",
+        "cmd_explore",
+        "serve the policy explorer: a local web page of levers and graphs that re-runs the model",
+    ),
+    "sensitivity": _Command(
+        "sd_model.sensitivity_io",
+        "add_sensitivity_parser",
+        "cmd_sensitivity",
+        "global sensitivity indices (Sobol', Morris, FAST) of outputs to parameter ranges",
+    ),
+    "calibrate": _Command(
+        "sd_model.calibrate.config",
+        "add_calibrate_parser",
+        "cmd_calibrate",
+        "fit a model to data from a calibration file; write parameters, report, best run",
+    ),
 }
 
 
@@ -102,11 +120,39 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     for flag in ("initial-time", "final-time", "saveper", "time-step", "rtol", "atol", "max-step"):
         run.add_argument(f"--{flag}", type=float)
+    run.add_argument(
+        "--check-units",
+        action="store_true",
+        help="check the model's units first and refuse to run when they do not balance",
+    )
     run.set_defaults(func=_cmd_run)
 
     info = sub.add_parser("info", help="print a model's parameters, stocks and dims")
     info.add_argument("model")
     info.set_defaults(func=_cmd_info)
+
+    check = sub.add_parser(
+        "check",
+        help="run a check file's tests over scenarios (exit status 1 when one fails)",
+    )
+    check.add_argument("checks", help="check file (.yaml); see sd_model.checks for the schema")
+    check.add_argument("--method", choices=_METHODS, help="replace the file's solver method")
+    check.add_argument("--backend", choices=_BACKENDS, help="replace the file's backend")
+    check.add_argument(
+        "--failures", action="store_true", help="print only the results that did not pass"
+    )
+    check.add_argument("-o", "--output", help="also write the results table (.csv) to this file")
+    check.set_defaults(func=_cmd_check)
+
+    units = sub.add_parser(
+        "units",
+        help="check that every equation's units balance (exit status 1 when not)",
+    )
+    units.add_argument("model", help="model file (.mdl, .xmile, .stmx)")
+    units.add_argument(
+        "-o", "--output", help="also write the problems as a table (.csv) to this file"
+    )
+    units.set_defaults(func=_cmd_units)
 
     for name, cmd in _LAZY_COMMANDS.items():
         if name == command:
@@ -226,15 +272,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 f"{target} has a 'sweep:' section; 'sd-model run' runs one scenario. Run the "
                 f"sweep with: sd-model sweep {target} -o OUT.zarr (or OUT.nc)."
             )
-        ds = scenario.run(params=params, **kwargs)
+        model = scenario.load_model()
+        if args.check_units:
+            _require_balanced_units(model)
+        ds = scenario.run(model, params=params, **kwargs)
     else:
-        ds = load(target).run(params, **kwargs)
+        model = load(target)
+        if args.check_units:
+            _require_balanced_units(model)
+        ds = model.run(params, **kwargs)
     if args.output:
         out = write_results(ds, args.output)
         print(f"wrote {out} ({ds.attrs.get('backend')} backend, {ds.attrs.get('solver_method')})")
     else:
         print(_summary(ds))
     return 0
+
+
+def _require_balanced_units(model: Any) -> None:
+    """``run --check-units``: print the problems and refuse a model whose units do not balance."""
+    from sd_model.units import check_units
+
+    report = check_units(model)
+    if report.ok:
+        return
+    print(report, file=sys.stderr)
+    n = len(report.errors)
+    raise SDModelError(
+        f"{model.path.name}: {n} equation{'s' * (n != 1)} with units that do not balance "
+        "(listed above); fix them, or run without --check-units."
+    )
+
+
+def _cmd_units(args: argparse.Namespace) -> int:
+    from sd_model.units import check_units
+
+    if args.output and Path(args.output).suffix.lower() != ".csv":
+        raise SDModelError(f"Cannot write {args.output}: the units table is written as .csv.")
+    report = check_units(args.model)
+    print(report)
+    if args.output:
+        report.table.to_csv(args.output, index=False)
+        print(f"wrote {args.output}")
+    return 0 if report.ok else 1
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from sd_model.checks import check_model
+
+    if args.output and Path(args.output).suffix.lower() != ".csv":
+        raise SDModelError(f"Cannot write {args.output}: the check results are written as .csv.")
+    report = check_model(args.checks, backend=args.backend, method=args.method)
+    print(report.to_text(failures_only=args.failures))
+    if args.output:
+        report.table.to_csv(args.output, index=False)
+        print(f"wrote {args.output}")
+    return 0 if report.ok else 1
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -292,8 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as exc:  # unwritable output, a folder named like the output file...
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
+        except KeyboardInterrupt as exc:
+            print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
             return 130
 
 

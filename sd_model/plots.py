@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -45,10 +46,14 @@ __all__ = [
     "PlotError",
     "add_plot_parser",
     "cmd_plot",
+    "plot_backtest",
+    "plot_calibration",
     "plot_disparity",
+    "plot_fan",
     "plot_fit",
     "plot_regions",
     "plot_scenarios",
+    "plot_sensitivity",
 ]
 
 National = Literal["auto", "sum", "mean", "weighted"]
@@ -531,6 +536,380 @@ def plot_fit(
     axes[0].legend(fontsize="small", frameon=False)
     fig.supxlabel(_time_label(simulated))
     fig.supylabel(_label(sim))
+    return fig
+
+
+def plot_sensitivity(
+    si: xr.Dataset,
+    *,
+    output: str | None = None,
+    time: float | None = None,
+    select: Mapping[str, Any] | None = None,
+    ax: Axes | None = None,
+    palette: str | Sequence[Any] | None = "colorblind",
+) -> Axes:
+    """Sensitivity indices per parameter as bars, with their confidence intervals.
+
+    Sobol' and FAST results draw ``S1`` and ``ST`` side by side; Morris results draw
+    ``mu_star`` and ``sigma``. Error bars are the ``*_conf`` half-widths.
+
+    Parameters
+    ----------
+    si : xarray.Dataset
+        A result of :func:`sd_model.sensitivity`.
+    output : str, optional
+        The output to draw when ``si`` has an ``output`` dim of several.
+    time : float, optional
+        The time to draw (default: the last analysed time).
+    select : mapping, optional
+        One element of each subscript dim of the output, e.g. ``{"Region": "North"}``.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw (default: a new figure).
+    palette : str or sequence, optional
+        A seaborn palette name or list of colours.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    PlotError
+        Not a sensitivity result, an unknown output, time or element, or a dim left to
+        select.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> si = xr.Dataset(
+    ...     {"S1": ("parameter", [0.31, 0.44, 0.0]), "S1_conf": ("parameter", [0.02] * 3),
+    ...      "ST": ("parameter", [0.56, 0.44, 0.24]), "ST_conf": ("parameter", [0.02] * 3)},
+    ...     coords={"parameter": ["x1", "x2", "x3"]})
+    >>> ax = plot_sensitivity(si)
+    >>> [round(float(p.get_height()), 2) for p in ax.patches]
+    [0.31, 0.44, 0.0, 0.56, 0.44, 0.24]
+    """
+    if not isinstance(si, xr.Dataset) or "parameter" not in si.dims:
+        raise PlotError("Expected the result of sd_model.sensitivity (a Dataset with 'parameter').")
+    if "mu_star" in si.data_vars:
+        bars = ["mu_star", "sigma"]
+    elif {"S1", "ST"} <= set(map(str, si.data_vars)):
+        bars = ["S1", "ST"]
+    else:
+        raise PlotError("No sensitivity indices (S1/ST or mu_star/sigma) in this Dataset.")
+    ds = si[[*bars, *(f"{b}_conf" for b in bars if f"{b}_conf" in si.data_vars)]]
+    title: list[str] = []
+    repeated: list[str] = []
+    if "output" in ds.dims:
+        names = [str(o) for o in ds["output"].values]
+        if output is None and len(names) > 1:
+            raise PlotError(f"Several outputs ({', '.join(names)}); pick one with output=.")
+        chosen = names[0] if output is None else output
+        if chosen not in names:
+            raise PlotError(f"No output {chosen!r}; the outputs are {', '.join(names)}.")
+        ds = ds.sel(output=chosen)
+        # The indices of an output repeat along the dims only the other outputs have.
+        own = json.loads(str(si.attrs.get("output_dims", "{}"))).get(chosen)
+        if own is not None:
+            repeated = [str(d) for d in ds.dims if d not in ("parameter", "time", *own)]
+            ds = ds.isel(dict.fromkeys(repeated, 0), drop=True)
+        title.append(chosen)
+    elif output is not None and output != si[bars[0]].attrs.get("output", output):
+        raise PlotError(
+            f"These indices are of {si[bars[0]].attrs.get('output')!r}, not {output!r}."
+        )
+    else:
+        title.append(str(si[bars[0]].attrs.get("output_long_name") or ""))
+    if "time" in ds.dims:
+        times = np.asarray(ds["time"].values, dtype=float)
+        when = float(times[-1]) if time is None else float(time)
+        hit = np.flatnonzero(np.isclose(times, when))
+        if not len(hit):
+            raise PlotError(f"No time {when:g} in the indices; they have {times.tolist()}.")
+        ds = ds.isel(time=int(hit[0]))
+        title.append(f"time {when:g}")
+    for dim, label in (select or {}).items():
+        if dim in repeated:
+            continue  # this output has no such dim; other outputs have
+        if dim not in ds.dims:
+            raise PlotError(
+                f"No dim {dim!r} to select; the indices have {list(map(str, ds.dims))}."
+            )
+        _check_elements(ds[bars[0]], dim, [str(label)])
+        ds = ds.sel({dim: str(label)})
+        title.append(f"{dim} {label}")
+    left = [str(d) for d in ds.dims if d != "parameter"]
+    if left:
+        raise PlotError(
+            f"The indices still have dims {left}; pick one element each, e.g. "
+            f"select={{{left[0]!r}: {str(ds[left[0]].values[0])!r}}} "
+            f"(sd-model sensitivity: --plot-select {left[0]}={ds[left[0]].values[0]})."
+        )
+    ax = _new_axes(ax, figsize=(max(4.0, 1.2 * ds.sizes["parameter"] + 2), 4.5))
+    params = [str(p) for p in ds["parameter"].values]
+    x = np.arange(len(params))
+    width = 0.8 / len(bars)
+    colours = _seaborn().color_palette(palette, n_colors=len(bars))
+    for i, (name, colour) in enumerate(zip(bars, colours, strict=True)):
+        conf = f"{name}_conf"
+        err = np.asarray(ds[conf].values, dtype=float) if conf in ds.data_vars else None
+        ax.bar(
+            x + (i - (len(bars) - 1) / 2) * width,
+            np.asarray(ds[name].values, dtype=float),
+            width,
+            yerr=err,
+            capsize=3,
+            label=name,
+            color=colour,
+        )
+    ax.set_xticks(x, params)
+    ax.axhline(0.0, color="0.5", linewidth=0.8)
+    units = str(ds[bars[0]].attrs.get("units") or "")
+    if bars[0] == "S1":
+        ax.set_ylabel("sensitivity index")
+    else:
+        ax.set_ylabel(f"elementary effect [{units}]" if units else "elementary effect")
+    ax.set_title(", ".join(t for t in title if t))
+    ax.legend(fontsize="small", frameon=False)
+    _seaborn().despine(ax=ax)
+    return ax
+
+
+# --------------------------------------------------------------------------- calibration
+def _panels(n: int, col_wrap: int, fig: Figure | None) -> tuple[Figure, Any]:
+    ncols = max(1, min(col_wrap, n))
+    nrows = -(-n // ncols)
+    if fig is None:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=(3.6 * ncols + 1.0, 2.6 * nrows + 0.8), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _band_pairs(q: np.ndarray) -> list[tuple[int, int]]:
+    """Index pairs (low, high) of symmetric quantiles, widest first."""
+    order = np.argsort(q)
+    return [(int(order[i]), int(order[-1 - i])) for i in range(len(order) // 2)]
+
+
+def plot_calibration(
+    fit: Any,
+    *,
+    series: Sequence[str] | None = None,
+    bands: xr.Dataset | None = None,
+    col_wrap: int = 3,
+    fig: Figure | None = None,
+) -> Figure:
+    """A calibration's best run (lines) against its data (dots), one panel per series.
+
+    Parameters
+    ----------
+    fit : sd_model.Fit
+        The result of :func:`sd_model.calibrate`.
+    series : sequence of str, optional
+        Series labels to show (default: all).
+    bands : xarray.Dataset, optional
+        :func:`sd_model.forecast_bands` output to shade behind the run.
+    col_wrap : int
+        Panels per row.
+    fig : matplotlib.figure.Figure, optional
+        An empty figure to draw on.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    table = fit.residuals
+    labels = list(dict.fromkeys(table["series"]))
+    if series is not None:
+        unknown = [s for s in series if s not in labels]
+        if unknown:
+            raise PlotError(f"No series {unknown[0]!r} in the fit; series: {', '.join(labels)}.")
+        labels = list(series)
+    fig, axes = _panels(len(labels), col_wrap, fig)
+    colours = _seaborn().color_palette("colorblind", 2)
+    ds = fit.dataset
+    by_label = {s.label: s for s in fit.series}
+    for ax, label in zip(axes, labels, strict=False):
+        s = by_label[label]
+        pick = dict(zip(s.variable.dims, s.elements, strict=True))
+        sim = ds[s.variable.py_name].sel(pick)
+        if bands is not None and s.variable.py_name in bands.data_vars:
+            _shade(ax, bands[s.variable.py_name].sel(pick), colours[0])
+        ax.plot(sim["time"].values, sim.values, color=colours[0], label="fitted run")
+        ax.plot(
+            s.times,
+            s.values,
+            linestyle="none",
+            marker="o",
+            markersize=3.5,
+            color=colours[1],
+            label="data",
+        )
+        ax.set_title(label, fontsize="medium")
+        ax.set_ylabel(_label(sim))
+        _seaborn().despine(ax=ax)
+    axes[0].legend(fontsize="small", frameon=False)
+    fig.supxlabel(_time_label(ds))
+    return fig
+
+
+def _shade(ax: Axes, da: xr.DataArray, colour: Any) -> None:
+    q = np.asarray(da["quantile"].values, dtype=float)
+    times = da["time"].values
+    for n, (lo, hi) in enumerate(_band_pairs(q)):
+        ax.fill_between(
+            times,
+            np.asarray(da.isel(quantile=lo).values, dtype=float),
+            np.asarray(da.isel(quantile=hi).values, dtype=float),
+            color=colour,
+            alpha=0.15 + 0.15 * n,
+            linewidth=0,
+            label=f"{q[lo]:.0%}-{q[hi]:.0%}",
+        )
+    if np.any(np.isclose(q, 0.5)):
+        mid = int(np.argmin(np.abs(q - 0.5)))
+        ax.plot(
+            times,
+            da.isel(quantile=mid).values,
+            color=colour,
+            linestyle="--",
+            linewidth=1.0,
+            label="median",
+        )
+
+
+def plot_fan(
+    bands: xr.Dataset,
+    var: str,
+    *,
+    element: Mapping[str, str] | None = None,
+    observed: pd.Series | None = None,
+    ax: Axes | None = None,
+) -> Axes:
+    """A fan chart: nested quantile bands of one variable, its median and the data.
+
+    Parameters
+    ----------
+    bands : xarray.Dataset
+        :func:`sd_model.forecast_bands` output (a ``quantile`` dim).
+    var : str
+        Variable (PySD name, as in the Dataset).
+    element : mapping, optional
+        ``{dim: element}`` for a subscripted variable.
+    observed : pandas.Series, optional
+        Data indexed by time, drawn as dots.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> b = xr.Dataset({"x": (("quantile", "time"), np.array([[0.0, 1.0], [1.0, 2.0],
+    ...                                                       [2.0, 3.0]]))},
+    ...                coords={"quantile": [0.05, 0.5, 0.95], "time": [0.0, 1.0]})
+    >>> len(plot_fan(b, "x").collections)
+    1
+    """
+    if "quantile" not in bands.dims:
+        raise PlotError("plot_fan needs forecast_bands output (a 'quantile' dim).")
+    da = _variable(bands, var)
+    if element:
+        for d, e in element.items():
+            if d not in da.dims:
+                raise PlotError(f"{var!r} has no dim {d!r} (dims: {list(da.dims)}).")
+            _check_elements(da, d, [e])
+        da = da.sel(dict(element))
+    extra = [d for d in da.dims if d not in ("quantile", "time")]
+    if extra:
+        raise PlotError(f"{var!r} has dims {extra}; pick one element with element={{...}}.")
+    ax = _new_axes(ax)
+    colour = _seaborn().color_palette("colorblind", 2)
+    _shade(ax, da, colour[0])
+    if observed is not None:
+        ax.plot(
+            np.asarray(observed.index, dtype=float),
+            np.asarray(observed.values, float),
+            linestyle="none",
+            marker="o",
+            markersize=3.5,
+            color=colour[1],
+            label="data",
+        )
+    ax.set_xlabel(_time_label(bands))
+    ax.set_ylabel(_label(da))
+    ax.set_title(str(da.attrs.get("long_name") or var))
+    ax.legend(fontsize="small", frameon=False)
+    _seaborn().despine(ax=ax)
+    return ax
+
+
+def plot_backtest(
+    backtest: Any,
+    *,
+    series: Sequence[str] | None = None,
+    col_wrap: int = 3,
+    fig: Figure | None = None,
+) -> Figure:
+    """Rolling-origin forecasts (model solid, benchmarks dashed) against the data.
+
+    Parameters
+    ----------
+    backtest : sd_model.Backtest
+        The result of :func:`sd_model.backtest`.
+    series : sequence of str, optional
+        Series to show (default: all).
+    col_wrap : int
+        Panels per row.
+    fig : matplotlib.figure.Figure, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    table = backtest.forecasts
+    labels = list(dict.fromkeys(table["series"]))
+    if series is not None:
+        unknown = [s for s in series if s not in labels]
+        if unknown:
+            raise PlotError(f"No series {unknown[0]!r} in the backtest; series: {labels}.")
+        labels = list(series)
+    fig, axes = _panels(len(labels), col_wrap, fig)
+    methods = list(dict.fromkeys(table["method"]))
+    colours = dict(
+        zip(methods, _seaborn().color_palette("colorblind", len(methods) + 1), strict=False)
+    )
+    for ax, label in zip(axes, labels, strict=False):
+        part = table[table["series"] == label]
+        seen = part.drop_duplicates("time")
+        ax.plot(
+            seen["time"],
+            seen["observed"],
+            linestyle="none",
+            marker="o",
+            markersize=3.5,
+            color="0.2",
+            label="data",
+        )
+        for (origin, method), g in part.groupby(["origin", "method"], sort=False):
+            ax.plot(
+                g["time"],
+                g["forecast"],
+                color=colours[method],
+                linestyle="-" if method == "model" else "--",
+                label=method if origin == part["origin"].iloc[0] else None,
+            )
+            ax.axvline(float(origin), color="0.85", linewidth=0.8, zorder=0)
+        ax.set_title(label, fontsize="medium")
+        _seaborn().despine(ax=ax)
+    axes[0].legend(fontsize="small", frameon=False)
+    fig.supxlabel("time")
     return fig
 
 

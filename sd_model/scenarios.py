@@ -9,6 +9,10 @@ solver: {method: RK45, backend: auto, rtol: 1.0e-6, atol: 1.0e-6}
 set:
   growth rate: 0.02
   transfer share[North]: 0.1
+params_file: ../params/fitted.yaml     # fitted values (Fit.to_yaml); `set:` wins over them
+levers:                                   # sliders of the policy explorer (sd-model explore)
+  growth rate: [0, 0.05, 0.005]           # [min, max] or [min, max, step]
+  transfer share: {min: 0, max: 0.5, step: 0.05, group: Transfers, label: Transfer share}
 ```
 
 Files are read with ``yaml.safe_load`` semantics; unknown keys and unknown parameters
@@ -43,9 +47,12 @@ TOP_KEYS = (
     "sweep",
     "outputs",
     "save_every",
+    "levers",
+    "params_file",
 )
 TIME_KEYS = ("initial", "final", "saveper", "time_step")
 SOLVER_KEYS = ("method", "backend", "rtol", "atol", "max_step")
+LEVER_KEYS = ("min", "max", "step", "group", "label", "description", "baseline")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,11 @@ class Scenario:
         Variables a sweep keeps (default all).
     save_every : float or None
         Saving interval of a sweep (default the model's SAVEPER).
+    levers : mapping
+        The ``levers:`` section: parameter name -> ``{min, max, step, group, label,
+        description, baseline}`` (each key optional here; a missing range is taken from
+        the model's ``[min, max, step]`` units field). Read by the policy explorer
+        (:mod:`sd_model.explore`) and model checks; ignored by :meth:`run`.
     source : str
         Where the scenario came from (a file path), for error messages.
     """
@@ -86,6 +98,7 @@ class Scenario:
     sweep: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     save_every: float | None = None
+    levers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = "<scenario>"
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
@@ -197,6 +210,10 @@ class Scenario:
         overrides = data.get("set") or {}
         if not isinstance(overrides, Mapping):
             raise ScenarioError(f"{where('set')}: 'set' must be a mapping of parameter -> value.")
+        if data.get("params_file"):
+            overrides = _with_params_files(
+                data["params_file"], overrides, Path(base_dir), where("params_file")
+            )
         sweep = data.get("sweep") or {}
         if not isinstance(sweep, Mapping):
             raise ScenarioError(f"{where('sweep')}: 'sweep' must be a mapping (grid:, samples:).")
@@ -208,6 +225,7 @@ class Scenario:
         save_every = data.get("save_every")
         if save_every is not None and not (_is_number(save_every) and save_every > 0):
             raise ScenarioError(f"{where('save_every')}: 'save_every' must be a positive number.")
+        levers = _levers_section(data.get("levers"), where)
         name = data.get("name") or Path(source).stem
         description = data.get("description") or ""
         if not isinstance(name, str) or not isinstance(description, str):
@@ -222,6 +240,7 @@ class Scenario:
             sweep=dict(sweep),
             outputs=tuple(outputs),
             save_every=float(save_every) if save_every is not None else None,
+            levers=levers,
             source=source,
             lines=lines,
         )
@@ -324,6 +343,141 @@ def _section(data: Mapping[str, Any], name: str, allowed: tuple[str, ...], where
     return dict(value)
 
 
+def _with_params_files(
+    value: Any, overrides: Mapping[str, Any], base_dir: Path, where: str
+) -> dict[str, Any]:
+    """``set:`` on top of the ``set:`` of parameter files (``sd_model.Fit.to_yaml``).
+
+    Files are read in order, later ones winning; the scenario's own ``set:`` wins over
+    them all, a whole value replacing a file's element values of that parameter.
+    """
+    files = [value] if isinstance(value, str) else value
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise ScenarioError(f"{where}: 'params_file' must be a path or a list of paths.")
+    merged: dict[str, Any] = {}
+    for name in files:
+        path = (base_dir / name).expanduser()
+        if not path.is_file():
+            raise ScenarioError(
+                f"{where}: parameter file {name!r} not found (looked for {path.resolve()}; "
+                "paths are relative to the scenario file)."
+            )
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ScenarioError(f"{path}: invalid YAML: {exc}") from exc
+        values = doc.get("set") if isinstance(doc, Mapping) else None
+        if not isinstance(values, Mapping):
+            raise ScenarioError(f"{path}: a parameter file needs a 'set:' mapping.")
+        merged.update(values)
+    for key in overrides:
+        if "[" not in key:
+            base = normalize_name(key)
+            for old in [k for k in merged if normalize_name(k.split("[")[0]) == base]:
+                del merged[old]
+    merged.update(overrides)
+    return merged
+
+
+def _levers_section(section: Any, where: Any) -> dict[str, dict[str, Any]]:
+    """The ``levers:`` section, checked: name -> ``{min, max, step, group, label, ...}``.
+
+    A lever is written ``name: [min, max]``, ``name: [min, max, step]``, ``name:`` (range
+    from the model's units field) or ``name: {min: .., max: .., step: .., group: ..,
+    label: .., description: .., baseline: ..}``. Names are checked against the model by
+    the explorer, which has the model loaded.
+    """
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ScenarioError(
+            f"{where('levers')}: 'levers' must map parameter names to [min, max, step] or to "
+            "{min:, max:, step:, group:, label:}."
+        )
+    out: dict[str, dict[str, Any]] = {}
+    bare = where("")  # the file without a line: a key whose line is unknown
+    for name, spec in section.items():
+        key = f"levers.{name}"
+
+        def at(field_: str, key: str = key) -> str:
+            """The line of ``levers.NAME.FIELD``, else of the lever (``[min, max]`` form)."""
+            line = where(f"{key}.{field_}")
+            return where(key) if line == bare else line
+
+        if not isinstance(name, str) or not name.strip():
+            raise ScenarioError(f"{where('levers')}: lever names must be text, got {name!r}.")
+        if spec is None:
+            spec = {}
+        elif isinstance(spec, list):
+            if len(spec) not in (2, 3):
+                raise ScenarioError(
+                    f"{where(key)}: lever {name!r}: a list must be [min, max] or "
+                    f"[min, max, step], got {len(spec)} values."
+                )
+            spec = dict(zip(("min", "max", "step"), spec, strict=False))
+        elif isinstance(spec, Mapping):
+            _check_keys(spec, LEVER_KEYS, f"{key}.", where)
+            spec = dict(spec)
+        else:
+            raise ScenarioError(
+                f"{where(key)}: lever {name!r} must be [min, max], [min, max, step] or a "
+                "mapping with min, max, step, group, label, description, baseline."
+            )
+        lever: dict[str, Any] = {}
+        for field_ in ("min", "max", "step"):
+            if field_ in spec:
+                number = _number(spec[field_])
+                if number is None or not math.isfinite(number):
+                    raise ScenarioError(
+                        f"{at(field_)}: lever {name!r}: {field_} must be a "
+                        f"number, got {spec[field_]!r}."
+                    )
+                lever[field_] = number
+        if ("min" in lever) != ("max" in lever):
+            raise ScenarioError(
+                f"{where(key)}: lever {name!r}: give both min and max (or neither, to take "
+                "the range from the model's units field)."
+            )
+        if "min" in lever and not lever["min"] < lever["max"]:
+            raise ScenarioError(
+                f"{where(key)}: lever {name!r}: min ({lever['min']:g}) must be below max "
+                f"({lever['max']:g})."
+            )
+        if "step" in lever and not lever["step"] > 0:
+            raise ScenarioError(f"{where(key)}: lever {name!r}: step must be positive.")
+        if "step" in lever and "min" in lever and lever["step"] > lever["max"] - lever["min"]:
+            raise ScenarioError(
+                f"{where(key)}: lever {name!r}: step ({lever['step']:g}) is larger than the "
+                f"range {lever['min']:g} to {lever['max']:g}."
+            )
+        for field_ in ("group", "label", "description"):
+            if field_ in spec:
+                if not isinstance(spec[field_], str):
+                    raise ScenarioError(f"{at(field_)}: lever {name!r}: {field_} must be text.")
+                lever[field_] = spec[field_]
+        if "baseline" in spec:
+            lever["baseline"] = _lever_baseline(name, spec["baseline"], at("baseline"))
+        out[name] = lever
+    return out
+
+
+def _lever_baseline(name: str, value: Any, where: str) -> float | dict[str, float]:
+    """A lever's baseline: a number, or element -> number for a subscripted lever."""
+
+    def number(raw: Any) -> float:
+        out = _number(raw)
+        if out is None or not math.isfinite(out):
+            raise ScenarioError(
+                f"{where}: lever {name!r}: baseline must be a number or a mapping of "
+                f"elements to numbers, got {raw!r}."
+            )
+        return out
+
+    if isinstance(value, Mapping):
+        return {str(element): number(raw) for element, raw in value.items()}
+    return number(value)
+
+
 # A scenario file is a few dozen keys and values; aliases that expand it by more than this
 # many nodes are a "billion laughs" document, not a scenario.
 MAX_ALIAS_EXPANSION = 10_000
@@ -401,6 +555,8 @@ def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
         for key_node, value_node in node.value:
             key = f"{prefix}{key_node.value}"
             out[key] = key_node.start_mark.line + 1
-            if prefix == "" and isinstance(value_node, yaml.MappingNode):
+            # levers.NAME.min gets a line too: lever errors point at the lever's own key.
+            nested = prefix == "" or prefix == "levers."
+            if nested and isinstance(value_node, yaml.MappingNode):
                 out.update(_key_lines(value_node, prefix=f"{key}."))
     return out
