@@ -59,10 +59,10 @@ from sd_model._errors import (
     ScenarioError,
     SDModelError,
     SDModelWarning,
-    UnsupportedFeatureError,
 )
 from sd_model._meta import VariableInfo
-from sd_model.backends import BACKENDS, BackendName
+from sd_model.backends import BackendName
+from sd_model.evaluate import choose_backend
 from sd_model.integrate import Method, SolverOptions, TimeGrid, check_run_size, integrate
 from sd_model.overrides import normalize_name
 from sd_model.results import build_dataset, write_atomic
@@ -716,26 +716,6 @@ def _fixed_step_times(grid: TimeGrid) -> np.ndarray:
     return np.asarray(kept)
 
 
-def _choose_backend(model: Any, backend: BackendName) -> tuple[Literal["compiled", "pysd"], str]:
-    if backend not in BACKENDS:
-        raise SDModelError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    if backend == "pysd":
-        return "pysd", ""
-    try:
-        model.compiled()
-        return "compiled", ""
-    except UnsupportedFeatureError as exc:
-        if backend == "compiled":
-            raise
-        warnings.warn(
-            f"{model.path.name}: sweeping with the PySD backend, one scenario at a time, "
-            f"because the compiled backend cannot run this model: {exc}",
-            SDModelWarning,
-            stacklevel=3,
-        )
-        return "pysd", str(exc)
-
-
 def _progress_mode(progress: bool | str | None) -> ProgressMode | None:
     if progress is None:
         return "bar" if sys.stderr.isatty() else None
@@ -823,7 +803,7 @@ def _prepare(
     plan = _make_plan(model, grid, sample_spec)
     base = dict(base or {})
     normalized_base = model.normalize_params(base, where="base")
-    used, note = _choose_backend(model, backend)
+    used, note = choose_backend(model, backend, what="sweeping")
     source = model.compiled() if used == "compiled" else model
     # The same variables, dims and attributes as a single run on either backend.
     variables = model.output_variables(used)
