@@ -58,7 +58,8 @@ def test_breakpoints_keep_adaptive_methods_exact() -> None:
     # STEP at 2.5, RAMP from 4 to 6 and PULSE over [7, 8): the exact integral is
     # piecewise polynomial, so an integrator that stops at the breakpoints is exact.
     model = sd_model.load(MODELS / "step_ramp.mdl")
-    ds = model.run(method="RK45", backend="pysd", rtol=1e-6, atol=1e-6)
+    ds = model.run(method="RK45", backend=backend, rtol=1e-6, atol=1e-6)
+    assert ds.attrs["backend"] == backend
     t = ds["time"].values
     exact = (
         np.where(t > 2.5, 2 * (t - 2.5), 0)
@@ -98,30 +99,35 @@ def test_euler_matches_the_explicit_recurrence(decay: sd_model.Model) -> None:
 # (model, refinement of the Euler reference step, tolerance as a fraction of each
 # column's scale: Euler's error is O(dt), so coarser references get looser tolerances;
 # saved times where an input steps: there an output jumps, and Euler's output lags the
-# jump by a step while the continuous solution jumps at the instant)
+# jump by a step while the continuous solution jumps at the instant; backend).
+# PySD evaluates subscripted equations through xarray at ~0.1-0.2 s per right-hand
+# side, so its RK45 runs of the subscripted models take minutes: those are checked
+# on the compiled backend, tied to PySD under Euler by the conformance suites and
+# under RK45 (on models/example_regions.mdl) by test_backends_agree.
 STATEFUL_MODELS = [
-    ("tests/smooth/test_smooth.mdl", 64, 5e-3, ()),
-    ("tests/delays/test_delays.mdl", 16, 2e-2, (5.0, 10.0, 15.0)),
-    ("tests/subscripted_smooth/test_subscripted_smooth.mdl", 8, 2e-2, ()),
-    ("tests/subscripted_delays/test_subscripted_delays.mdl", 4, 4e-2, ()),
-    ("samples/SIR/SIR.mdl", 16, 5e-3, ()),
+    ("tests/smooth/test_smooth.mdl", 64, 5e-3, (), "pysd"),
+    ("tests/delays/test_delays.mdl", 16, 2e-2, (5.0, 10.0, 15.0), "pysd"),
+    ("tests/subscripted_smooth/test_subscripted_smooth.mdl", 8, 2e-2, (), "compiled"),
+    ("tests/subscripted_delays/test_subscripted_delays.mdl", 4, 4e-2, (), "compiled"),
+    ("samples/SIR/SIR.mdl", 16, 5e-3, (), "pysd"),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("relpath", "refine", "tol", "jumps"), STATEFUL_MODELS)
+@pytest.mark.parametrize(("relpath", "refine", "tol", "jumps", "backend"), STATEFUL_MODELS)
 def test_stateful_elements_under_adaptive_methods(
-    corpus: Path, relpath: str, refine: int, tol: float, jumps: tuple[float, ...]
+    corpus: Path, relpath: str, refine: int, tol: float, jumps: tuple[float, ...], backend: str
 ) -> None:
     # SMOOTH/DELAY hide stocks; RK45 must integrate them as ODEs. The reference is
     # Euler at a much finer step (an independent method), not our own solver.
     model = sd_model.load(corpus / relpath)
     fine = model.control["time_step"] / refine
     saveper = model.control["saveper"]
-    ref = model.run(method="euler", backend="pysd", time_step=fine, saveper=saveper)
+    ref = model.run(method="euler", backend=backend, time_step=fine, saveper=saveper)
     # rtol 1e-6 is ample against tolerances of 5e-3 and more, and keeps PySD's slow
     # right-hand side affordable.
-    ds = model.run(method="RK45", backend="pysd", rtol=1e-6, atol=1e-6)
+    ds = model.run(method="RK45", backend=backend, rtol=1e-6, atol=1e-6)
+    assert ds.attrs["backend"] == backend
     keep = ~np.isin(ds["time"].values, jumps)
     compared = 0
     for name, da in ds.data_vars.items():
