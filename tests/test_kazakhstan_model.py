@@ -3,20 +3,23 @@
 Truths come from outside the model code: the BNS source CSVs in models/data, conservation
 laws, closed-form solutions of the extreme-condition runs (exp(-delta t), half-lives), and
 the policy directions the issue fixes. Most runs use the compiled backend (sub-second); the
-PySD runtime and the hindcast are in the slow tests.
+PySD runtime and the hindcast are in the slow tests. The model runs with the fitted values of
+models/params/forecast/params.yaml, as the scenario files do.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import re
 import shutil
-import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy.stats import spearmanr
 
 import sd_model
@@ -26,7 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
 DATA = MODELS / "data"
 FORECAST = MODELS / "kazakhstan_regions.mdl"
-HINDCAST = MODELS / "kazakhstan_regions_hindcast.mdl"
+PARAMS = {name: MODELS / "params" / name / "params.yaml" for name in ("forecast", "hindcast")}
+CALIBRATIONS = {
+    "forecast": MODELS / "kazakhstan_calibration.yaml",
+    "hindcast": MODELS / "kazakhstan_hindcast_calibration.yaml",
+}
+FIT = yaml.safe_load(PARAMS["forecast"].read_text(encoding="utf-8"))["set"]
 
 REGIONS = [
     "Astana", "Almaty city", "Shymkent", "Abai", "Akmola", "Aktobe", "Almaty region", "Atyrau",
@@ -68,24 +76,24 @@ EVERYTHING_ON = {
 }
 
 
-def _build_module():
-    spec = importlib.util.spec_from_file_location("build_model", MODELS / "build_model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["build_model"] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def model() -> sd_model.Model:
     return sd_model.load(FORECAST)
 
 
+def with_fit(params: dict | None = None, fit: dict | None = None) -> dict:
+    """The fitted values with ``params`` on top (a whole value replaces a fit's elements)."""
+    params = params or {}
+    whole = {k.split("[")[0].strip().lower() for k in params if "[" not in k}
+    base = {k: v for k, v in (FIT if fit is None else fit).items()}
+    base = {k: v for k, v in base.items() if k.split("[")[0].strip().lower() not in whole}
+    return {**base, **params}
+
+
 def run(model: sd_model.Model, params: dict | None = None, **kw):
-    opts = {"method": "RK45", "backend": "compiled", "rtol": 1e-8, "atol": 1e-8}
+    opts: dict[str, Any] = {"method": "RK45", "backend": "compiled", "rtol": 1e-8, "atol": 1e-8}
     opts.update(kw)
-    return model.run(params or {}, **opts)
+    return model.run(with_fit(params), **opts)
 
 
 @pytest.fixture(scope="module")
@@ -179,11 +187,30 @@ def test_migration_weights_keep_the_2022_flows(model, weights):
     np.testing.assert_allclose(start.out_migration.values, departures, rtol=1e-7)
 
 
-def test_generated_files_are_up_to_date():
-    bm = _build_module()
-    for base, path in ((2022, FORECAST), (2010, HINDCAST)):
-        text = bm.render_model(bm.load_calibration(bm.base_inputs(base)))
-        assert text == path.read_text(encoding="utf-8"), f"run models/build_model.py ({path.name})"
+def test_model_file_reads_its_data_instead_of_holding_it():
+    # The model is source: no equation holds a list of numbers; every regional value comes
+    # from models/data through GET DIRECT, or from an INITIAL equation over the data.
+    text = FORECAST.read_text(encoding="utf-8")
+    assert not re.search(r"=\s*\n\t-?[0-9.e+-]+\s*[,;]\s*-?[0-9.]", text)
+    files = set(re.findall(r"GET DIRECT \w+\('([^']+)'", text))
+    assert len(files) >= 8
+    for name in files:
+        assert (MODELS / name).is_file(), name
+
+
+@pytest.mark.parametrize("name", ["forecast", "hindcast"])
+def test_parameter_files_are_fits_of_the_current_model(name):
+    # sd-model calibrate writes the model's sha256 into the parameter file: an edited model
+    # needs a refit (sd-model calibrate models/kazakhstan_calibration.yaml -o ...).
+    doc = yaml.safe_load(PARAMS[name].read_text(encoding="utf-8"))
+    sha = hashlib.sha256(FORECAST.read_bytes()).hexdigest()
+    assert doc["model_sha256"] == sha, f"refit: {CALIBRATIONS[name].name} is stale"
+    cal = yaml.safe_load(CALIBRATIONS[name].read_text(encoding="utf-8"))
+    # The fitted values and the calibration's fixed overrides, nothing else.
+    assert set(doc["set"]) == set(cal["params"]) | set(cal.get("fixed") or {})
+    for key, spec in cal["params"].items():
+        low, high = spec["bounds"] if isinstance(spec, dict) else spec
+        assert low <= doc["set"][key] <= high, key
 
 
 # --------------------------------------------------------------------------- conservation
@@ -262,13 +289,35 @@ def test_levers_ramp_in_without_jumps(model):
 # --------------------------------------------------------------------------- family member
 @pytest.fixture(scope="module")
 def symmetric(tmp_path_factory):
-    bm = _build_module()
-    path = bm.build_symmetric(tmp_path_factory.mktemp("sym") / "symmetric.mdl", final=2040)
-    return sd_model.load(path)
+    """The same equations with 20 identical regions at equal distances: every data file
+    replaced by its regional mean, and the distances by one value."""
+    folder = tmp_path_factory.mktemp("sym")
+    shutil.copytree(DATA, folder / "data")
+    for path in (folder / "data").glob("series_*.csv"):
+        df = pd.read_csv(path, index_col=0)
+        if set(REGIONS) <= set(df.columns):
+            df[REGIONS] = np.repeat(df[REGIONS].mean(axis=1).to_numpy()[:, None], 20, axis=1)
+            df.to_csv(path)
+    rc = pd.read_csv(folder / "data" / "region_constants.csv")
+    numeric = [c for c in rc.columns if c not in ("region", "source")]
+    rc[numeric] = np.tile(rc[numeric].mean().to_numpy(), (len(rc), 1))
+    rc.to_csv(folder / "data" / "region_constants.csv", index=False)
+    text = FORECAST.read_text(encoding="utf-8")
+    off = ";\n\t".join(", ".join("0" if i == j else "1" for j in range(20)) for i in range(20))
+    for name, value in (("distance", "500 * minimum distance"), ("off diagonal", off)):
+        start = text.index(f"\n{name}[Region, Destination] =") + 1
+        end = text.index("\t~", start)
+        text = f"{text[:start]}{name}[Region, Destination] =\n\t{value}\n{text[end:]}"
+    text = text.replace("FINAL TIME =\n\t2050", "FINAL TIME =\n\t2040")
+    (folder / "symmetric.mdl").write_text(text, encoding="utf-8")
+    return sd_model.load(folder / "symmetric.mdl")
 
 
 def test_identical_regions_stay_identical(symmetric):
-    ds = run(symmetric, {"special subsidy pool": 500.0, "transport programme": 500.0})
+    ds = symmetric.run(
+        {"special subsidy pool": 500.0, "transport programme": 500.0},
+        method="RK45", backend="compiled", rtol=1e-8, atol=1e-8,
+    )  # fmt: skip
     np.testing.assert_allclose(ds.williamson_index, 0.0, atol=1e-9)
     np.testing.assert_allclose(ds.theil_index, 0.0, atol=1e-12)
     assert float(np.abs(ds.net_migration).max()) < 1e-6 * float(ds.gross_internal_migration.max())
@@ -279,7 +328,7 @@ def test_identical_regions_stay_identical(symmetric):
 
 # --------------------------------------------------------------------------- extreme conditions
 def test_no_investment_capital_decays_exponentially(model):
-    ds = run(model, {"investment rate": 0.0})
+    ds = run(model, {"investment multiplier": 0.0})
     t = ds.time.values - 2022
     k0 = ds.capital.isel(time=0).values
     expected = k0[None, :] * np.exp(-0.045 * t)[:, None]
@@ -287,7 +336,7 @@ def test_no_investment_capital_decays_exponentially(model):
 
 
 def test_no_emissions_load_halves_every_half_life(model):
-    ds = run(model, {"initial emission intensity": 0.0})
+    ds = run(model, {"emission multiplier": 0.0})
     assert float(ds.total_emissions.max()) == 0.0
     t = ds.time.values - 2022
     load0 = ds.environmental_load.isel(time=0).values
@@ -300,13 +349,14 @@ def test_no_births_no_migration_population_dies_out_at_crude_death_rate(model):
         "fertility multiplier": 0.0,
         "internal migration multiplier": 0.0,
         "external migration rate": 0.0,
+        "trend migration multiplier": 0.0,
         "pollution mortality sensitivity": 0.0,
     }
     ds = run(model, params)
     assert float(np.abs(ds.net_migration).max()) == 0.0
     assert float(ds.gross_internal_migration.max()) == 0.0
     t = ds.time.values - 2022
-    rate = ds.crude_death_rate.values
+    rate = ds.crude_death_rate.isel(time=0).values  # an INITIAL equation: constant in time
     expected = ds.population.isel(time=0).values[None, :] * np.exp(-rate[None, :] * t[:, None])
     np.testing.assert_allclose(ds.population, expected, rtol=1e-6)
 
@@ -390,6 +440,7 @@ def test_pysd_runtime_matches_compiled_backend(model, baseline, tmp_path):
     import pysd
 
     shutil.copy(FORECAST, tmp_path / FORECAST.name)
+    shutil.copytree(DATA, tmp_path / "data")  # GET DIRECT paths are relative to the model
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = pysd.read_vensim(str(tmp_path / FORECAST.name)).run(
@@ -400,7 +451,7 @@ def test_pysd_runtime_matches_compiled_backend(model, baseline, tmp_path):
     np.testing.assert_allclose(
         out["Total Population"].iloc[-1], float(baseline.total_population[-1]), rtol=5e-3
     )
-    ds = model.run(method="RK45", backend="pysd", rtol=1e-8, atol=1e-8)
+    ds = model.run(with_fit(), method="RK45", backend="pysd", rtol=1e-8, atol=1e-8)
     for var in ("population", "capital", "employment", "environmental_load", "net_migration"):
         scale = np.abs(baseline[var]).max()
         assert float((np.abs(ds[var] - baseline[var]) / scale).max()) < 1e-5, var
@@ -450,14 +501,14 @@ def test_sensitivity_sweep_reproduces_the_baseline_in_its_default_cell():
 # --------------------------------------------------------------------------- hindcast
 @pytest.fixture(scope="module")
 def hindcast():
-    return run(sd_model.load(HINDCAST), {})
+    sc = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "hindcast.yaml")
+    return sc.run(backend="compiled", method="RK45", rtol=1e-8, atol=1e-8)
 
 
 def _observed(var: str) -> np.ndarray:
-    """Harmonised 2010-2022 series (year x region), as models/calibrate_kazakhstan.py uses."""
-    hist = pd.read_csv(DATA / "harmonised_series.csv")
-    t = hist[hist.variable == var].pivot_table(index="year", columns="region_code", values="value")
-    return t.reindex(index=range(2010, 2023), columns=CODES).to_numpy()
+    """The series the model reads (year x region, 2010-2022), as the calibration uses them."""
+    t = pd.read_csv(DATA / f"series_{var}.csv", index_col="year")[REGIONS]
+    return t.reindex(index=range(2010, 2023)).to_numpy()
 
 
 def _test_window_mape(ds, var: str, series: str) -> float:

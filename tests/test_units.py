@@ -479,7 +479,6 @@ def test_run_check_units_refuses_an_unbalanced_model(
     [
         "models/example_regions.mdl",
         "models/kazakhstan_regions.mdl",
-        "models/kazakhstan_regions_hindcast.mdl",
         "benchmarks/models/regions20.mdl",
     ],
 )

@@ -7,6 +7,9 @@ data:                                      # one mapping or a list of them
   time: day                                # the time column (default: time)
   columns: {in_bed: Infected}              # wide layout: column -> variable ("name[elem]")
   # without columns: a tidy file (time, variable, one column per subscript range, value)
+  # or `variable: Population` (wide, one column per element of the variable's one dim;
+  # `ignore: [unit, source]` skips note columns), and `times: [2015, 2021]` keeps rows
+  # of those years only (the fitting window)
 params:
   contact rate: [0.5, 5]                   # bounds
   recovery rate: {bounds: [0.05, 2], prior: {dist: lognorm, s: 1.0, scale: 0.5}}
@@ -61,7 +64,7 @@ TOP_KEYS = (
     "name",
     "description",
 )
-DATA_KEYS = ("file", "time", "columns")
+DATA_KEYS = ("file", "time", "columns", "variable", "ignore", "times")
 OPTION_KEYS = ("popsize", "maxiter", "tol", "polish")
 POSTERIOR_KEYS = ("draws", "tune", "walkers", "method", "kind", "block_length")
 BANDS_KEYS = ("quantiles", "final", "n", "outputs")
@@ -230,7 +233,17 @@ def _data(section: Any, base: Path, where: str) -> pd.DataFrame | dict[str, pd.S
                 f"{label}: {path.name} has no time column {time!r} (columns: "
                 f"{', '.join(map(str, df.columns))})."
             )
+        df = _window(df, time, item.get("times"), label)
         columns = item.get("columns")
+        if item.get("variable") is not None:
+            if columns is not None:
+                raise CalibrationError(f"{label}: give 'columns' or 'variable', not both.")
+            ignore = item.get("ignore") or []
+            if not isinstance(ignore, list):
+                raise CalibrationError(f"{label}: 'ignore' must be a list of column names.")
+            columns = {
+                c: f"{item['variable']}[{c}]" for c in df.columns if c != time and c not in ignore
+            }
         if columns is None:
             frames.append(df.rename(columns={time: "time"}))
             continue
@@ -243,6 +256,17 @@ def _data(section: Any, base: Path, where: str) -> pd.DataFrame | dict[str, pd.S
     if frames and series:
         raise CalibrationError(f"{where}: data: mix of tidy files and 'columns:'; use one layout.")
     return pd.concat(frames, ignore_index=True) if frames else series
+
+
+def _window(df: pd.DataFrame, time: str, times: Any, label: str) -> pd.DataFrame:
+    """Rows with ``times[0] <= time <= times[1]`` (all rows when ``times`` is None)."""
+    if times is None:
+        return df
+    if not isinstance(times, list) or len(times) != 2:
+        raise CalibrationError(f"{label}: 'times' must be [first, last], got {times!r}.")
+    lo, hi = (number(t, f"{label}: times") for t in times)
+    t = pd.to_numeric(df[time], errors="coerce")
+    return df[(t >= lo) & (t <= hi)]
 
 
 # --------------------------------------------------------------------------- CLI

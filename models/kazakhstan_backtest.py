@@ -1,0 +1,270 @@
+"""Rolling-origin backtest of the Kazakhstan regional model against naive forecasts.
+
+For each origin year the model is fitted as ``kazakhstan_calibration.yaml`` fits the forecast
+(same parameters, bounds, priors and error models) on the years up to the origin, then
+re-based at the origin (every initial value is that year's data, as the forecast starts from
+the latest year) and run three years ahead. Its forecasts are scored with MAPE and MASE
+(Hyndman & Koehler 2006) next to three naive forecasts:
+
+- ``no change``: the origin's value;
+- ``own trend``: each region's own trend over the three years to the origin (linear for
+  population, employment and the unemployment rate; compound growth for GRP and GDP);
+- ``national trend`` (GRP only): the national GDP's three-year compound growth, the same in
+  every region.
+
+Growth of real GRP (regional) and GDP (national) is scored on the level it implies,
+GRP(origin + h) = GRP(origin) x cumulative growth: the error in percent of the level is the
+error of the cumulative growth. MASE divides the mean absolute error by the mean absolute
+one-year change of the series up to the origin.
+
+Run from the repository root::
+
+    python models/kazakhstan_backtest.py --refit   # fit every origin (minutes), write params
+    python models/kazakhstan_backtest.py           # forecasts from the stored fits; README table
+
+The fits are stored in ``models/params/backtest/origin_<year>.yaml``;
+``tests/test_kazakhstan_backtest.py`` recomputes the table from them and the current model and
+compares it with models/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+CALIBRATION = HERE / "kazakhstan_calibration.yaml"
+FITS = HERE / "params" / "backtest"
+README = HERE / "README.md"
+ORIGINS = (2014, 2015, 2016, 2017, 2018, 2019)
+HORIZON = 3
+TRAINING_YEARS = 6  # as the forecast fit: 2015-2021 (six years of change)
+TREND_YEARS = 3
+# series: (model variable, data file, kind); kind "growth" scores cumulative growth.
+SERIES = {
+    "population": ("population", "series_population.csv", "level"),
+    "employment": ("employment", "series_employment.csv", "level"),
+    "unemployment rate": ("unemployment_rate", "series_unemployment_rate.csv", "level"),
+    "real GRP growth": ("grp", "series_grp_real.csv", "growth"),
+    "national real GDP growth": ("gdp", "series_grp_real.csv", "growth"),
+}
+BENCHMARKS = ("no change", "own trend", "national trend")
+MARKERS = ("<!-- BEGIN BACKTEST -->", "<!-- END BACKTEST -->")
+
+
+def observed(name: str) -> pd.DataFrame:
+    """The observed series of ``name`` (year x region; one column ``Kazakhstan`` for GDP)."""
+    _, file, _ = SERIES[name]
+    df = pd.read_csv(DATA / file, index_col="year").drop(columns=["unit", "source"])
+    if name == "national real GDP growth":
+        return df.sum(axis=1, min_count=len(df.columns)).to_frame("Kazakhstan")
+    return df
+
+
+def training_window(origin: int) -> tuple[int, int]:
+    """First and last year of the fit for ``origin`` (the data start in 2010)."""
+    return max(2010, origin - TRAINING_YEARS), origin
+
+
+def fit_origin(origin: int, *, seed: int = 1, progress: bool = False) -> Path:
+    """Fit the forecast's parameters on the years up to ``origin``; write the parameter file."""
+    import sd_model
+    from sd_model.calibrate.config import CalibrationFile
+    from sd_model.integrate import SolverOptions
+    from sd_model.options import TimeSettings
+
+    first, last = training_window(origin)
+    # The forecast's calibration file with the training window instead of its own.
+    doc = yaml.safe_load(CALIBRATION.read_text(encoding="utf-8"))
+    doc["model"] = str(HERE / doc["model"])
+    for item in doc["data"]:
+        item["file"] = str(HERE / item["file"])
+        item["times"] = [first, last]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "calibration.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+        cfg = CalibrationFile.from_yaml(path)
+    model = sd_model.load(cfg.model)
+    solver = dict(cfg.solver)
+    backend = solver.pop("backend", "auto")
+    fit = sd_model.calibrate(
+        model,
+        cfg.data,
+        cfg.params,
+        error=cfg.error,
+        priors=cfg.priors or None,
+        # One growth regime over the window (as the forecast fit, which starts after the
+        # 2014 break): the fitted rates then act over the whole window.
+        fixed={**cfg.fixed, "growth regime break year": first},
+        method=cfg.method,  # type: ignore[arg-type]
+        seed=seed,
+        time=TimeSettings(initial_time=first, final_time=last),
+        solver=SolverOptions(solver.pop("method"), **{k: float(v) for k, v in solver.items()}),
+        backend=backend,
+        progress=progress,
+    )
+    FITS.mkdir(parents=True, exist_ok=True)
+    return fit.to_yaml(FITS / f"origin_{origin}.yaml")
+
+
+def model_forecasts(origins=ORIGINS) -> pd.DataFrame:
+    """The model's forecasts from each origin with the stored fits (tidy table)."""
+    import sd_model
+
+    model = sd_model.load(HERE / "kazakhstan_regions.mdl")
+    rows = []
+    for origin in origins:
+        params = yaml.safe_load((FITS / f"origin_{origin}.yaml").read_text(encoding="utf-8"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = model.run(
+                params["set"],
+                initial_time=origin,
+                final_time=origin + HORIZON,
+                method="RK45",
+                rtol=1e-6,
+                atol=1e-6,
+                backend="compiled",
+            )
+        for name, (var, _, _) in SERIES.items():
+            da = ds[var]
+            for h in range(1, HORIZON + 1):
+                values = np.atleast_1d(da.sel(time=origin + h).values)
+                regions = list(da["Region"].values) if "Region" in da.dims else ["Kazakhstan"]
+                for region, value in zip(regions, values, strict=True):
+                    rows.append((origin, name, region, h, "model", float(value)))
+    return pd.DataFrame(rows, columns=["origin", "series", "region", "step", "method", "forecast"])
+
+
+def _trend(hist: pd.Series, origin: int, h: int, kind: str) -> float:
+    """Extrapolate the trend of the last ``TREND_YEARS`` years of ``hist`` to origin + h."""
+    past = hist.loc[origin - TREND_YEARS : origin].dropna()
+    if origin not in past.index or len(past) < 2:
+        return np.nan
+    t0, y0 = past.index[0], past.iloc[0]
+    span, last = origin - t0, past.loc[origin]
+    if kind == "growth":
+        return float(last * (last / y0) ** (h / span))
+    return float(last + (last - y0) / span * h)
+
+
+def benchmark_forecasts(origins=ORIGINS) -> pd.DataFrame:
+    """The naive forecasts (tidy table, as :func:`model_forecasts`)."""
+    rows = []
+    gdp = observed("national real GDP growth")["Kazakhstan"]
+    for name, (_, _, kind) in SERIES.items():
+        obs = observed(name)
+        for origin in origins:
+            for region in obs.columns:
+                hist = obs[region]
+                last = hist.get(origin, np.nan)
+                for h in range(1, HORIZON + 1):
+                    rows.append((origin, name, region, h, "no change", float(last)))
+                    rows.append(
+                        (origin, name, region, h, "own trend", _trend(hist, origin, h, kind))
+                    )
+                    if name == "real GRP growth":
+                        factor = _trend(gdp, origin, h, kind) / gdp.loc[origin]
+                        rows.append((origin, name, region, h, "national trend", last * factor))
+    return pd.DataFrame(rows, columns=["origin", "series", "region", "step", "method", "forecast"])
+
+
+def scores(forecasts: pd.DataFrame) -> pd.DataFrame:
+    """MAPE (%) and MASE per series, method and step, averaged over regions and origins."""
+    out = []
+    for (name, origin, region), g in forecasts.groupby(["series", "origin", "region"]):
+        hist = observed(str(name))[region]
+        train = hist.loc[:origin].dropna()
+        scale = float(np.mean(np.abs(np.diff(train.to_numpy())) / np.diff(train.index.to_numpy())))
+        for _, row in g.iterrows():
+            actual = hist.get(origin + row["step"], np.nan)
+            if not np.isfinite(actual) or not np.isfinite(row["forecast"]):
+                continue
+            err = abs(actual - row["forecast"])
+            out.append(
+                (
+                    name,
+                    origin,
+                    region,
+                    row["method"],
+                    row["step"],
+                    100 * err / abs(actual),
+                    err / scale,
+                )
+            )
+    df = pd.DataFrame(out, columns=["series", "origin", "region", "method", "step", "ape", "ase"])
+    # Score every method on the same forecasts: where a benchmark has none (no data at the
+    # origin, e.g. employment 2015), the model is not scored either.
+    keys = ["series", "origin", "region", "step"]
+    df = df[
+        df.groupby(keys)["method"].transform("size")
+        == df.groupby("series")["method"].transform("nunique")
+    ]
+    table = df.groupby(["series", "method", "step"]).agg(
+        n=("ape", "size"), mape_pct=("ape", "mean"), mase=("ase", "mean")
+    )
+    return table.reset_index()
+
+
+def backtest_table(origins=ORIGINS) -> pd.DataFrame:
+    """Scores of the model and the naive forecasts, from the stored fits."""
+    return scores(pd.concat([model_forecasts(origins), benchmark_forecasts(origins)]))
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """The README table: one row per series and method, MAPE and MASE per horizon."""
+    lines = [
+        f"Origins {ORIGINS[0]}-{ORIGINS[-1]}, horizons 1-{HORIZON} years; mean over regions "
+        "and origins (n = forecasts scored per horizon). Model: fitted on the "
+        f"{TRAINING_YEARS} years to each origin, re-based at the origin. Generated by "
+        "`python models/kazakhstan_backtest.py`; `tests/test_kazakhstan_backtest.py` "
+        "recomputes it.",
+        "",
+        "| series | method | n | MAPE h=1 | MAPE h=2 | MAPE h=3 | MASE h=1 | MASE h=2 | MASE h=3 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {m: i for i, m in enumerate(("model", *BENCHMARKS))}
+    for name in SERIES:
+        sub = table[table.series == name]
+        for method in sorted(sub.method.unique(), key=order.__getitem__):
+            r = sub[sub.method == method].set_index("step")
+            mape = " | ".join(f"{r.loc[h, 'mape_pct']:.2f}" for h in range(1, HORIZON + 1))
+            mase = " | ".join(f"{r.loc[h, 'mase']:.2f}" for h in range(1, HORIZON + 1))
+            n = "/".join(str(int(r.loc[h, "n"])) for h in range(1, HORIZON + 1))
+            lines.append(f"| {name} | {method} | {n} | {mape} | {mase} |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_block(text: str) -> str:
+    """The text between the backtest markers of ``text``."""
+    start, end = (text.index(m) for m in MARKERS)
+    return text[start + len(MARKERS[0]) : end].strip("\n") + "\n"
+
+
+def update_readme(body: str) -> None:
+    text = README.read_text(encoding="utf-8")
+    start, end = (text.index(m) for m in MARKERS)
+    README.write_text(text[: start + len(MARKERS[0])] + "\n" + body + text[end:], encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--refit", action="store_true", help="fit every origin first")
+    args = parser.parse_args()
+    if args.refit:
+        for origin in ORIGINS:
+            print(f"wrote {fit_origin(origin)}")
+    body = markdown(backtest_table())
+    update_readme(body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The Kazakhstan model's calibration files, and re-basing on newer data (a data update).
+
+Truths are set by the tests: a synthetic year appended to the data files must become the
+model's initial state when the model starts in that year, and a fit over a window that ends
+in it must follow a jump written into it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import sd_model
+from sd_model.calibrate.config import CalibrationFile, cmd_calibrate
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+SYNTHETIC = 2023  # the data end in 2022
+
+
+@pytest.mark.parametrize("name", ["kazakhstan_calibration", "kazakhstan_hindcast_calibration"])
+def test_calibration_files_name_the_models_constants(name):
+    cfg = CalibrationFile.from_yaml(MODELS / f"{name}.yaml")
+    model = sd_model.load(cfg.model)
+    assert isinstance(cfg.data, dict)
+    # Six observed series for each of the 20 regions, all of them model variables.
+    assert len(cfg.data) == 6 * 20
+    resolved = model.normalize_params({k: 0.0 for k in cfg.params})
+    assert len(resolved) == len({k.split("[")[0] for k in cfg.params})
+    first, last = cfg.time["initial_time"], cfg.time["final_time"]
+    for series in cfg.data.values():
+        assert series.index.min() >= first and series.index.max() <= last
+
+
+@pytest.fixture(scope="module")
+def rebased(tmp_path_factory) -> Path:
+    """A copy of models/ with a synthetic 2023 appended to every data series."""
+    folder = tmp_path_factory.mktemp("rebase") / "models"
+    shutil.copytree(MODELS, folder, ignore=shutil.ignore_patterns("params", "__pycache__"))
+    for path in (folder / "data").glob("series_*.csv"):
+        df = pd.read_csv(path, index_col="year")
+        new = df.loc[[2022]].copy()
+        new.index = [SYNTHETIC]
+        numeric = [c for c in df.columns if c not in ("unit", "source")]
+        new[numeric] = new[numeric] * 1.02  # every series 2 % above 2022
+        if path.name == "series_population.csv":
+            new["Astana"] = df.loc[2022, "Astana"] * 1.10  # and a jump in Astana
+        pd.concat([df, new]).rename_axis("year").to_csv(path)
+    return folder
+
+
+def test_appending_a_year_moves_the_initial_state(rebased):
+    model = sd_model.load(rebased / "kazakhstan_regions.mdl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = model.run(initial_time=SYNTHETIC, final_time=SYNTHETIC + 2, backend="compiled")
+    start = ds.sel(time=SYNTHETIC)
+    data = {
+        f: pd.read_csv(rebased / "data" / f"series_{f}.csv", index_col="year").loc[SYNTHETIC]
+        for f in ("population", "grp_real", "employment", "capital", "emissions")
+    }
+    regions = list(ds.Region.values)
+    np.testing.assert_allclose(start.population, data["population"][regions].astype(float))
+    np.testing.assert_allclose(start.grp, data["grp_real"][regions].astype(float))
+    np.testing.assert_allclose(start.employment, data["employment"][regions].astype(float))
+    np.testing.assert_allclose(start.capital, data["capital"][regions].astype(float))
+    np.testing.assert_allclose(start.emissions, data["emissions"][regions].astype(float))
+    assert float(start.base_year) == SYNTHETIC
+
+
+def test_the_migration_trend_follows_the_new_year(rebased):
+    # Re-based on 2023, the trend window is 2022-2023 (it never spans the census re-basing
+    # of 2022), so net migration plus natural increase is the growth written into the new
+    # year: ln 1.10 in Astana, ln 1.02 elsewhere (demographic balancing equation).
+    model = sd_model.load(rebased / "kazakhstan_regions.mdl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = model.run(initial_time=SYNTHETIC, final_time=SYNTHETIC + 1, backend="compiled")
+    start = ds.isel(time=0)
+    assert (float(start.trend_window_start), float(start.trend_window_end)) == (2022, SYNTHETIC)
+    growth = (
+        start.recent_net_migration_rate
+        + start.crude_birth_rate * start.window_birth_ratio
+        - start.crude_death_rate * start.window_death_ratio
+    ).to_pandas()
+    expected = pd.Series(np.log(1.02), index=growth.index)
+    expected["Astana"] = np.log(1.10)
+    np.testing.assert_allclose(growth, expected, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_one_command_refits_on_the_moved_window(rebased, tmp_path):
+    # The forecast's calibration file, its window moved to end in the new year: the one
+    # command fits and writes the parameter file for the re-based model.
+    doc = yaml.safe_load((rebased / "kazakhstan_calibration.yaml").read_text(encoding="utf-8"))
+    first = SYNTHETIC - 6
+    doc["time"] = {"initial": first, "final": SYNTHETIC}
+    for item in doc["data"]:
+        item["times"] = [first, SYNTHETIC]
+    path = rebased / "moved.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+
+    class Args:
+        file = str(path)
+        output = str(tmp_path / "fit")
+        posterior = bands = False
+        quiet = True
+        seed = None
+
+    assert cmd_calibrate(Args()) == 0
+    fitted = yaml.safe_load((tmp_path / "fit" / "params.yaml").read_text())
+    assert set(fitted["set"]) == set(doc["params"])
+    report = pd.read_csv(tmp_path / "fit" / "fit_report.csv")
+    # The synthetic year is in the fit: every series has its 2017-2023 points (employment
+    # and unemployment without 2015, which is before the window anyway).
+    assert (report["n"] == 7).all()
