@@ -451,10 +451,14 @@ def test_pysd_runtime_matches_compiled_backend(model, baseline, tmp_path):
     np.testing.assert_allclose(
         out["Total Population"].iloc[-1], float(baseline.total_population[-1]), rtol=5e-3
     )
-    ds = model.run(with_fit(), method="RK45", backend="pysd", rtol=1e-8, atol=1e-8)
+    # PySD's subscripted right-hand side goes through xarray (~0.1 s a call): compare the
+    # backends at rtol 1e-6, where both take the same steps, rather than at 1e-8.
+    kw: dict[str, Any] = {"method": "RK45", "rtol": 1e-6, "atol": 1e-6}
+    ds = model.run(with_fit(), backend="pysd", **kw)
+    ref = model.run(with_fit(), backend="compiled", **kw)
     for var in ("population", "capital", "employment", "environmental_load", "net_migration"):
-        scale = np.abs(baseline[var]).max()
-        assert float((np.abs(ds[var] - baseline[var]) / scale).max()) < 1e-5, var
+        scale = np.abs(ref[var]).max()
+        assert float((np.abs(ds[var] - ref[var]) / scale).max()) < 1e-5, var
 
 
 # --------------------------------------------------------------------------- scenarios
