@@ -278,7 +278,10 @@ def test_kazakhstan_scenarios_have_every_policy_lever() -> None:
         sc = sd_model.Scenario.from_yaml(ROOT / "scenarios" / f"{name}.yaml")
         sections[name] = sc.levers
         assert sorted(sc.levers) == sorted(policy), name
-        for key in sc.set:  # whatever a package sets is a lever of the page
+        # Whatever a package sets itself is a lever of the page (its params_file holds
+        # fitted values of other parameters).
+        own = yaml.safe_load((ROOT / "scenarios" / f"{name}.yaml").read_text()).get("set") or {}
+        for key in own:
             assert key.split("[")[0] in sc.levers, (name, key)
     first = sections[KZ_SCENARIOS[0]]
     assert all(s == first for s in sections.values())  # one set of sliders for all packages
@@ -289,7 +292,9 @@ def test_kazakhstan_page_opens_at_the_scenario(kz_setup) -> None:
     assert green.start["abatement investment[Pavlodar]"] == 60
     assert green.start["abatement investment[Astana]"] == 0
     assert green.start["clean technology rate"] == 0.02
-    assert green.base == {}  # every override of the package is a lever
+    # Every override of the package is a lever; the rest are the fitted parameters.
+    fitted = yaml.safe_load((ROOT / "models" / "params" / "forecast" / "params.yaml").read_text())
+    assert green.base == fitted["set"]
     assert len(green.levers) == 6 + 4 * 20
     assert kz_setup.start["equalization transfer intensity"] == 0.8
     assert kz_setup.levers.baseline()["equalization transfer intensity"] == 0
@@ -320,19 +325,12 @@ def test_page_numbers_equal_model_run(kz_setup) -> None:
     values["abatement investment[Pavlodar]"] = 40
     run = runner.run(values)
     assert runner.run(values) is run  # cached
-    ds = setup.model.run(
-        {
-            "equalization transfer intensity": 0.55,
-            "special subsidy pool": 1000,
-            "policy start year": 2025,
-            "policy ramp years": 3,
-            "abatement investment[Pavlodar]": 40,
-        },
-        method="RK45",
-        initial_time=2022,
-        final_time=2050,
-        saveper=1,
-        time_step=0.25,
+    # The scenario's own run, with its fitted parameters (params_file) and solver.
+    scenario = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "equalization.yaml")
+    assert scenario.solver["method"] == setup.solver.method == "RK45"
+    ds = scenario.run(
+        setup.model,
+        params={"equalization transfer intensity": 0.55, "abatement investment[Pavlodar]": 40},
     )
     np.testing.assert_allclose(run.times, ds.time.values)
     for var in ("population", "income_per_capita", "gdp", "national_fund"):
@@ -350,9 +348,7 @@ def test_page_numbers_equal_model_run(kz_setup) -> None:
     assert rows["theil"].current == pytest.approx(float(theil_index(y, p, dim="Region")), rel=1e-10)
     assert rows["national"].current == pytest.approx(float(ds.gdp.sel(time=2050)), rel=1e-10)
     assert rows["region:Jetisu"].current == pytest.approx(float(y.sel(Region="Jetisu")), rel=1e-10)
-    base = setup.model.run(
-        method="RK45", initial_time=2022, final_time=2050, saveper=1, time_step=0.25
-    )
+    base = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "baseline.yaml").run(setup.model)
     assert rows["williamson"].baseline == pytest.approx(
         float(base.williamson_index.sel(time=2050)), rel=1e-9
     )
@@ -518,6 +514,63 @@ def test_calibration_draws_give_bands(tmp_path: Path, regions_mdl: Path) -> None
     unknown.write_text("mobilty\n0.5\n")
     with pytest.raises(ParameterError, match="unknown.csv.*'mobilty'.*mobility"):
         load_setup(regions_mdl, draws=unknown)
+
+
+def test_a_move_sends_only_the_current_run(tmp_path: Path, regions_mdl: Path) -> None:
+    """Figures are built once; a lever move changes the current run's columns and ranges."""
+    pytest.importorskip("bokeh")
+    from bokeh.document import Document
+    from bokeh.document.events import ColumnDataChangedEvent, ColumnsPatchedEvent
+    from bokeh.layouts import column
+
+    from sd_model.explore.figures import Figures
+
+    draws = tmp_path / "draws.csv"
+    draws.write_text("draw,mobility\n0,0.0\n1,0.01\n2,0.03\n")
+    setup = load_setup(regions_mdl, draws=draws)
+    runner = Runner(setup)
+    spec = setup.view
+    choice = ViewChoice(
+        spec.default_regional(), spec.default_national(), spec.default_disparity(), 2040.0
+    )
+    figures = Figures(spec, time_units="Year", bands=True)
+    doc = Document()
+    doc.add_root(column(figures.regional, figures.bars, figures.national, *figures.index.values()))
+    figures.draw(runner.baseline, runner.baseline, choice)
+    events: list = []
+    doc.on_change(lambda event: events.append(event))
+    run = runner.run({"transfer share": 0.5})
+    figures.draw(run, runner.baseline, choice)
+    sent = {
+        (e.model.id, tuple(sorted(e.cols or ())))
+        for e in events
+        if isinstance(e, ColumnDataChangedEvent | ColumnsPatchedEvent)
+    }
+    # The baseline's 20 (here 3) regional series and the time columns are not resent.
+    assert all(m != figures.regional_base_source.id for m, _ in sent)
+    assert (figures.regional_source.id, ("ys",)) in sent
+    assert (figures.national_source.id, ("current", "hi", "lo")) in sent
+    assert (figures.bars_source.id, ("current",)) in sent
+    assert all(cols for _, cols in sent)  # never a whole source
+    assert not any("t" in cols or "baseline" in cols for _, cols in sent)
+    national = figures.national_source.data
+    np.testing.assert_array_equal(national["current"], run.data[choice.national])
+    np.testing.assert_array_equal(national["lo"], run.bands[choice.national][0])
+    # Ranges are set here (not by the browser) and hold the data, band included.
+    y = figures.national.y_range
+    assert y.start <= min(np.min(national["lo"]), np.min(national["baseline"]))
+    assert y.end >= max(np.max(national["hi"]), np.max(national["baseline"]))
+    income = run.data[choice.regional]
+    assert figures.regional.y_range.start <= income.min() <= income.max()
+    assert income.max() <= figures.regional.y_range.end
+    assert figures.bars.x_range.start <= 0  # bars start at zero
+    # A new choice (another year) redraws everything it shows.
+    events.clear()
+    figures.draw(run, runner.baseline, ViewChoice(*list(vars(choice).values())[:3], 2030.0))
+    assert any(
+        isinstance(e, ColumnDataChangedEvent) and e.model is figures.bars_source and not e.cols
+        for e in events
+    )
 
 
 # ---------------------------------------------------------------------- fallback

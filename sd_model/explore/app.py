@@ -25,7 +25,7 @@ import webbrowser
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import panel as pn
@@ -61,6 +61,17 @@ _CSS = """
 .sdm-status[data-state="error"] { color: #b42318; }
 @keyframes sdm-spin { to { transform: rotate(360deg); } }
 """
+
+
+class _Slider(pn.widgets.FloatSlider):
+    """A slider whose moves reach Python at once.
+
+    Panel holds a widget's change for 50 ms to gather more (``_debounce``); a lever move
+    is one change, and moves that arrive while the model runs are coalesced by the page
+    (the latest values win), so the wait would only add 50 ms to every redraw.
+    """
+
+    _debounce: ClassVar[int] = 0
 
 
 def _numeral(step: float) -> str:
@@ -126,6 +137,7 @@ class ExplorerPage:
         self._pending = False
         self._running = False
         self._syncing = False
+        self._url_stale = False
         self._requested_at = time.perf_counter()
         self.choice = self._choice_from(state.view)
         self.sliders: dict[str, pn.widgets.FloatSlider] = {}
@@ -275,7 +287,7 @@ class ExplorerPage:
         return numeral.replace("0,0", "0", 1) if lever.units == time_units else numeral
 
     def _slider(self, lever: Lever, name: str, width: int) -> pn.widgets.FloatSlider:
-        slider = pn.widgets.FloatSlider(
+        slider = _Slider(
             name=name,
             start=lever.min,
             end=lever.max,
@@ -302,7 +314,7 @@ class ExplorerPage:
         levers of 20 regions are 80 widgets, which would triple the page's load time.
         """
         first = levers[0]
-        every = pn.widgets.FloatSlider(
+        every = _Slider(
             name="All regions",
             start=first.min,
             end=first.max,
@@ -455,10 +467,10 @@ class ExplorerPage:
         out.append("</tbody></table>")
         return "".join(out)
 
-    def _set_status(self, text: str, *, state: str) -> None:
+    def _set_status(self, text: str, *, state: str, timing: str = "") -> None:
         self.status.object = (
-            f'<span class="sdm-status" data-run="{self.run_count}" data-state="{state}">'
-            f"{text}</span>"
+            f'<span class="sdm-status" data-run="{self.run_count}" data-state="{state}"'
+            f"{timing}>{text}</span>"
         )
 
     def _describe(self, run: Run, elapsed: float) -> str:
@@ -482,6 +494,7 @@ class ExplorerPage:
     def _on_slider(self, key: str, value: float) -> None:
         if self._syncing:
             return
+        self._requested_at = time.perf_counter()
         self.values[key] = value
         self._after_lever_change()
 
@@ -490,13 +503,12 @@ class ExplorerPage:
             header = self._cards.get(parameter)
             if header is not None:
                 header.object = self._regional_title(levers)
-        # The address holds the levers, not the results: it changes now, and the browser
-        # applies it while the model runs rather than in the redraw after.
-        self._update_url()
+        self._url_stale = True
         self._request_run()
 
     def _set_values(self, values: dict[str, float], *, merge: bool = False) -> None:
         """Move many sliders at once (reset, all regions) with one run."""
+        self._requested_at = time.perf_counter()
         new = {**self.values, **values} if merge else dict(values)
         self._syncing = True
         try:
@@ -532,7 +544,6 @@ class ExplorerPage:
 
     def _request_run(self) -> None:
         self._pending = True
-        self._requested_at = time.perf_counter()
         pn.state.execute(self._drain)
 
     async def _drain(self) -> None:
@@ -545,13 +556,19 @@ class ExplorerPage:
             while self._pending:
                 self._pending = False
                 values = dict(self.values)
+                # The address holds the levers, not the results: it changes as a run
+                # starts (once per run, not per slider event of a drag), and the browser
+                # applies it while the model runs rather than in the redraw after.
+                if self._url_stale:
+                    self._url_stale = False
+                    self._update_url()
                 requested = self._requested_at
                 future = loop.run_in_executor(self.executor, self._run, values)
                 done, _ = await asyncio.wait({future}, timeout=BUSY_AFTER)
                 if not done:
                     self._set_busy(True)
                 outcome = await future
-                self._show(outcome, time.perf_counter() - requested)
+                self._show(outcome, requested)
         finally:
             self._running = False
             self._set_busy(False)
@@ -572,7 +589,7 @@ class ExplorerPage:
                 state="running",
             )
 
-    def _show(self, outcome: Run | BaseException, elapsed: float) -> None:
+    def _show(self, outcome: Run | BaseException, requested: float) -> None:
         with pn.io.hold():
             if isinstance(outcome, BaseException):
                 kind = "" if isinstance(outcome, SDModelError) else f"{type(outcome).__name__}: "
@@ -594,7 +611,13 @@ class ExplorerPage:
                 note = ""
                 if outcome.messages:
                     note = " Solver: " + html.escape("; ".join(outcome.messages))
-                self._set_status(self._describe(outcome, elapsed) + note, state="ok")
+                elapsed = time.perf_counter() - requested
+                # Machine-readable times for benchmarks/bench_explore.py.
+                timing = (
+                    f' data-model-ms="{outcome.seconds * 1000:.1f}"'
+                    f' data-server-ms="{elapsed * 1000:.1f}"'
+                )
+                self._set_status(self._describe(outcome, elapsed) + note, state="ok", timing=timing)
 
     def _on_save(self, _event: Any) -> None:
         try:
@@ -638,7 +661,20 @@ class ExplorerPage:
             if regional
             else []
         )
-        row2 = [pn.pane.Bokeh(self.figures.index[key]) for key in INDICES] if regional else []
+        # The two indices share a place: only the shown one is sent to the browser and
+        # painted on a move (a hidden tab is built when it is opened, from the current run).
+        row2: list[Any] = []
+        if regional:
+            row2.append(
+                pn.Tabs(
+                    *[
+                        (label, pn.pane.Bokeh(self.figures.index[key]))
+                        for key, label in INDICES.items()
+                    ],
+                    dynamic=True,
+                    css_classes=["sdm-index-tabs"],
+                )
+            )
         row2 += [pn.pane.Bokeh(self.figures.national)] if national else []
         graphs = pn.Column(pn.Row(*row1), pn.Row(*row2))
         main = pn.Column(

@@ -2,6 +2,12 @@
 
 Baseline dashed and grey (or dashed in the region's colour), the current run solid; with
 calibration draws a band around the current run. Axes carry the model's units.
+
+A redraw sends data and explicit axis ranges in one document change and nothing else:
+the figures are never rebuilt, the baseline's 20 regional series are sent only when the
+variable changes, and ranges are computed here (``Range1d``) rather than by the browser
+(a ``DataRange1d`` recomputes in the browser and sends its new bounds back, a second
+round trip per move).
 """
 
 from __future__ import annotations
@@ -9,7 +15,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import numpy as np
-from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFormatter
+from bokeh.models import ColumnDataSource, FactorRange, HoverTool, NumeralTickFormatter, Range1d
 from bokeh.models.annotations import Title
 from bokeh.palettes import Category20_20
 from bokeh.plotting import figure
@@ -23,10 +29,37 @@ __all__ = ["Figures"]
 
 PLOT_WIDTH = 540
 PLOT_HEIGHT = 330
-LINE_WIDTH = 370
+LINE_WIDTH = 520
 BASELINE_COLOR = "#7f7f7f"
 CURRENT_COLOR = "#1f77b4"
 AXIS_FORMAT = "0,0.[000]"
+# Legend names: what "baseline" and "current" are, for a reader who did not set the page up.
+BASELINE_LABEL = "baseline run"
+CURRENT_LABEL = "current levers"
+# Room left around the data by the value axes (share of the data's span).
+PAD = 0.06
+
+
+def _fit(rng: Any, *arrays: Any, zero: bool = False) -> None:
+    """Set ``rng`` to span ``arrays`` (finite values) with a margin; ``zero``: include 0.
+
+    ``reset_start``/``reset_end`` follow, so the reset tool returns to the data.
+    """
+    finite = [np.asarray(a, dtype=float) for a in arrays]
+    finite = [a[np.isfinite(a)] for a in finite]
+    finite = [a for a in finite if a.size]
+    if not finite:
+        return
+    lo = float(min(a.min() for a in finite))
+    hi = float(max(a.max() for a in finite))
+    if zero:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = hi - lo
+    pad = span * PAD if span > 0 else max(abs(hi) * PAD, 1e-9)
+    start = lo if (zero and lo == 0.0) else lo - pad
+    end = hi if (zero and hi == 0.0) else hi + pad
+    if (rng.start, rng.end) != (start, end):
+        rng.update(start=start, end=end, reset_start=start, reset_end=end)
 
 
 def _series_source() -> ColumnDataSource:
@@ -67,7 +100,7 @@ class Figures:
         self.spec = spec
         self.time_units = time_units or "time"
         self.bands = bands
-        self._base_drawn: tuple[int, str] | None = None
+        self._drawn: tuple[int, ViewChoice] | None = None
         t_units = self.time_units
         tools = "pan,box_zoom,wheel_zoom,reset,save"
         n = len(spec.regions)
@@ -83,6 +116,8 @@ class Figures:
             tools=tools,
             x_axis_label=t_units,
             toolbar_location="right",
+            x_range=Range1d(start=0, end=1),
+            y_range=Range1d(start=0, end=1),
         )
         fig.multi_line(
             "xs",
@@ -121,6 +156,7 @@ class Figures:
             width=PLOT_WIDTH - 100,
             height=PLOT_HEIGHT + 60,
             y_range=FactorRange(factors=list(reversed(spec.regions))),
+            x_range=Range1d(start=0, end=1),
             tools="save,hover",
             tooltips=[
                 ("region", "@region"),
@@ -136,7 +172,7 @@ class Figures:
             source=self.bars_source,
             color=BASELINE_COLOR,
             alpha=0.6,
-            legend_label="baseline",
+            legend_label=BASELINE_LABEL,
         )
         bars.hbar(
             y=dodge("region", -0.18, range=bars.y_range),
@@ -144,7 +180,7 @@ class Figures:
             height=0.34,
             source=self.bars_source,
             color=CURRENT_COLOR,
-            legend_label="current",
+            legend_label=CURRENT_LABEL,
         )
         bars.legend.location = "top_right"
         bars.legend.orientation = "horizontal"
@@ -172,6 +208,8 @@ class Figures:
             x_axis_label=self.time_units,
             y_axis_label=y_label,
             toolbar_location="right",
+            x_range=Range1d(start=0, end=1),
+            y_range=Range1d(start=0, end=1),
         )
         if self.bands:
             fig.varea(
@@ -190,7 +228,7 @@ class Figures:
             color=BASELINE_COLOR,
             line_dash="dashed",
             line_width=2.5,
-            legend_label="baseline",
+            legend_label=BASELINE_LABEL,
         )
         fig.line(
             "t",
@@ -198,7 +236,7 @@ class Figures:
             source=source,
             color=CURRENT_COLOR,
             line_width=2.5,
-            legend_label="current",
+            legend_label=CURRENT_LABEL,
         )
         fig.legend[0].update(
             orientation="horizontal", label_text_font_size="8pt", padding=2, margin=2
@@ -219,47 +257,67 @@ class Figures:
         return fig
 
     def draw(self, run: Run, base: Run, choice: ViewChoice) -> None:
-        """Put ``run`` and the ``base`` run into every figure (data sources change in place)."""
+        """Put ``run`` and the ``base`` run into every figure (data sources change in place).
+
+        Only what changed is sent: with the same variables, year and baseline as the last
+        draw, the current run's columns and the ranges; everything on a new choice.
+        """
         spec = self.spec
         names, units = spec.names, spec.units
         n = len(spec.regions)
+        same = self._drawn == (id(base), choice)
+        self._drawn = (id(base), choice)
         if choice.regional:
             reg_c = run.data[choice.regional]
             reg_b = base.data[choice.regional]
-            self.regional_source.data = {
-                "xs": [run.times] * n,
-                "ys": [reg_c[:, k] for k in range(n)],
-                "region": list(spec.regions),
-                "color": self._colors,
-            }
-            if self._base_drawn != (id(base), choice.regional):
-                # The baseline changes only with the variable: do not resend 20 series.
-                self._base_drawn = (id(base), choice.regional)
+            ys = [reg_c[:, k] for k in range(n)]
+            if same:
+                self.regional_source.data.update(ys=ys)
+            else:
+                self.regional_source.data = {
+                    "xs": [run.times] * n,
+                    "ys": ys,
+                    "region": list(spec.regions),
+                    "color": self._colors,
+                }
                 self.regional_base_source.data = {
                     "xs": [base.times] * n,
                     "ys": [reg_b[:, k] for k in range(n)],
                     "region": list(spec.regions),
                     "color": self._colors,
                 }
+                _fit(self.regional.x_range, run.times)
+            _fit(self.regional.y_range, reg_c, reg_b)
             _title(
                 self.regional
-            ).text = f"{names[choice.regional]} by region (solid: current, dashed: baseline)"
+            ).text = (
+                f"{names[choice.regional]} by region (solid: current levers, dashed: baseline run)"
+            )
             self.regional.yaxis.axis_label = units.get(choice.regional) or names[choice.regional]
 
             i = int(np.argmin(np.abs(run.times - choice.year)))
             j = int(np.argmin(np.abs(base.times - choice.year)))
-            self.bars_source.data = {
-                "region": list(spec.regions),
-                "baseline": base.data[choice.regional][j],
-                "current": reg_c[i],
-            }
+            if same:
+                self.bars_source.data.update(current=reg_c[i])
+            else:
+                self.bars_source.data = {
+                    "region": list(spec.regions),
+                    "baseline": reg_b[j],
+                    "current": reg_c[i],
+                }
+            _fit(self.bars.x_range, reg_c[i], reg_b[j], zero=True)
             _title(self.bars).text = f"{names[choice.regional]} in {format_number(choice.year)}"
             self.bars.xaxis.axis_label = units.get(choice.regional, "")
 
         if choice.national:
-            nat_band = run.bands.get(choice.national)
-            self.national_source.data = _series(
-                run.times, base.data[choice.national], run.data[choice.national], nat_band
+            self._draw_series(
+                self.national,
+                self.national_source,
+                run.times,
+                base.data[choice.national],
+                run.data[choice.national],
+                run.bands.get(choice.national),
+                same=same,
             )
             _title(self.national).text = f"{names[choice.national]} (national)"
             self.national.yaxis.axis_label = units.get(choice.national) or names[choice.national]
@@ -270,8 +328,34 @@ class Figures:
             d_band = disparity_band(run, spec, choice.disparity)
             weights = f"weighted by {names[spec.population]}" if spec.population else "unweighted"
             for key, label in INDICES.items():
-                self.index_sources[key].data = _series(
-                    run.times, d_b[key], d_c[key], d_band.get(key)
+                self._draw_series(
+                    self.index[key],
+                    self.index_sources[key],
+                    run.times,
+                    d_b[key],
+                    d_c[key],
+                    d_band.get(key),
+                    same=same,
                 )
                 _title(self.index[key]).text = f"{label}: {names[choice.disparity]}"
-                self.index[key].yaxis.axis_label = f"index, {weights}"
+                self.index[key].yaxis.axis_label = f"index (0: regions equal), {weights}"
+
+    @staticmethod
+    def _draw_series(
+        fig: Any,
+        source: ColumnDataSource,
+        times: np.ndarray,
+        baseline: np.ndarray,
+        current: np.ndarray,
+        band: np.ndarray | None,
+        *,
+        same: bool,
+    ) -> None:
+        """A line figure: every column on a new choice, else the current run's only."""
+        columns = _series(times, baseline, current, band)
+        if same:
+            source.data.update({k: columns[k] for k in ("current", "lo", "hi")})
+        else:
+            source.data = columns
+            _fit(fig.x_range, times)
+        _fit(fig.y_range, baseline, current, columns["lo"], columns["hi"])

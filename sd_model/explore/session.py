@@ -386,6 +386,24 @@ def _dims_of(model: Model, py_name: str) -> tuple[str, ...]:
     return ()
 
 
+def _in_element_order(
+    levers: Sequence[Any], dims: tuple[str, ...], coords: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Lever keys in the row-major order of the model's elements over ``dims``."""
+    import itertools
+
+    by_element = {tuple(lev.element): lev.key for lev in levers}
+    if not dims:
+        return [lev.key for lev in levers]
+    order = list(itertools.product(*(list(coords[d]) for d in dims)))
+    if sorted(by_element) != sorted(order):
+        raise SDModelError(
+            f"Levers of '{levers[0].parameter}' must cover each of its elements once "
+            f"({len(order)}); found {len(by_element)}."
+        )
+    return [by_element[e] for e in order]
+
+
 def read_draws(path: str | Path, model: Model) -> list[dict[str, Any]]:
     """Calibration draws: one set of parameter overrides per draw.
 
@@ -510,8 +528,8 @@ class Runner:
         self._shapes = {
             parameter: (
                 levers[0].py_name,
-                tuple(d for d in _dims_of(model, levers[0].py_name)),
-                [lev.key for lev in levers],
+                _dims_of(model, levers[0].py_name),
+                _in_element_order(levers, _dims_of(model, levers[0].py_name), model.coords),
             )
             for parameter, levers in setup.levers.by_parameter()
         }
@@ -555,21 +573,29 @@ class Runner:
         return run
 
     def _lever_overrides(self, full: Mapping[str, float]) -> dict[str, Any]:
-        """Lever values as backend-ready overrides (what ``normalize_params`` returns)."""
-        import xarray as xr
+        """Lever values as backend-ready overrides (what ``normalize_params`` returns).
 
+        The compiled backend takes a per-element lever as a plain array in the model's
+        element order (labelling it as a DataArray costs milliseconds per run for nothing);
+        the reference backend gets a labelled DataArray.
+        """
         coords = self.setup.model.coords
+        labelled = self.setup.backend != "compiled"
         out: dict[str, Any] = {}
         for py_name, dims, keys in self._shapes.values():
             if not dims:
                 out[py_name] = float(full[keys[0]])
                 continue
             values = np.array([full[k] for k in keys], dtype=float)
-            out[py_name] = xr.DataArray(
-                values.reshape([len(coords[d]) for d in dims]),
-                dims=list(dims),
-                coords={d: list(coords[d]) for d in dims},
-            )
+            values = values.reshape([len(coords[d]) for d in dims])
+            if labelled:
+                import xarray as xr
+
+                out[py_name] = xr.DataArray(
+                    values, dims=list(dims), coords={d: list(coords[d]) for d in dims}
+                )
+            else:
+                out[py_name] = values
         return out
 
     def _compute(self, full: dict[str, float]) -> Run:
