@@ -68,7 +68,7 @@ def time_pysd(model: object, setup: dict, runs: int) -> float:
 
 def time_sweep(model: object, setup: dict, n: int, workers: int, store: Path) -> float:
     """Seconds for a sweep of ``n`` scenarios into ``store``."""
-    from sd_model.runner import sweep
+    from sd_model.sweeps import sweep
 
     shutil.rmtree(store, ignore_errors=True)
     samples = {"method": "lhs", "n": n, "seed": 2026, "parameters": setup["parameters"]}

@@ -25,8 +25,10 @@ SCENARIO_SUFFIXES = {".yaml", ".yml"}
 
 # Copies of sd_model.integrate.METHODS and sd_model.backends.BACKENDS: importing those
 # modules loads SciPy and xarray. tests/test_cli_robustness.py keeps the copies equal.
-_METHODS = ("euler", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23")
+_METHODS = ("euler", "euler-numba", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23")
 _BACKENDS = ("auto", "compiled", "pysd")
+# Copy of sd_model.sweeps.ON_ERROR (kept equal by the same test).
+_ON_ERROR = ("raise", "record")
 
 
 @dataclass(frozen=True)
@@ -42,12 +44,6 @@ class _Command:
 
 
 _LAZY_COMMANDS = {
-    "sweep": _Command(
-        "sd_model.runner",
-        "add_sweep_parser",
-        "cmd_sweep",
-        "run a scenario file's sweep (grid and/or samples) into a zarr store or netCDF",
-    ),
     "compare": _Command(
         "sd_model.compare",
         "add_compare_parser",
@@ -115,8 +111,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     run.add_argument(
         "--jit",
         action="store_true",
-        help="with --method euler on the compiled backend, run in a numba kernel "
-        "(first compilation takes seconds to a minute, then cached)",
+        help="shorthand for --method euler-numba: Euler in a numba kernel on the compiled "
+        "backend (first compilation takes seconds to a minute, then cached)",
     )
     for flag in ("initial-time", "final-time", "saveper", "time-step", "rtol", "atol", "max-step"):
         run.add_argument(f"--{flag}", type=float)
@@ -153,6 +149,8 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
         "-o", "--output", help="also write the problems as a table (.csv) to this file"
     )
     units.set_defaults(func=_cmd_units)
+
+    add_sweep_parser(sub).set_defaults(func=cmd_sweep)
 
     for name, cmd in _LAZY_COMMANDS.items():
         if name == command:
@@ -334,6 +332,96 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from sd_model.model import load
 
     print(load(args.model).info())
+    return 0
+
+
+def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``sweep`` command to the ``sd-model`` parser's subparsers.
+
+    Parameters
+    ----------
+    subparsers : argparse._SubParsersAction
+        From ``parser.add_subparsers()``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The ``sweep`` subparser; dispatch it to :func:`cmd_sweep`.
+
+    Examples
+    --------
+    >>> p = argparse.ArgumentParser(); sub = p.add_subparsers(dest="command")
+    >>> _ = add_sweep_parser(sub)
+    >>> p.parse_args(["sweep", "s.yaml", "-o", "out.zarr", "--workers", "2"]).workers
+    2
+    """
+    p = subparsers.add_parser(
+        "sweep",
+        help="run a scenario file's sweep (grid and/or samples) into a zarr store or netCDF",
+        description="Run the sweep of a scenario file. Results stream into OUT.zarr chunk by "
+        "chunk (re-running the same command resumes an interrupted sweep), or into OUT.nc "
+        "written at the end.",
+    )
+    p.add_argument("scenario", help="scenario file (.yaml) with a sweep: section")
+    p.add_argument("-o", "--output", required=True, help="OUT.zarr or OUT.nc")
+    p.add_argument("--workers", type=int, default=1, help="local Dask worker processes")
+    p.add_argument("--scheduler", metavar="ADDR", help="join a running Dask scheduler")
+    p.add_argument(
+        "--chunk-size", type=int, help="scenarios per batch (default: up to 250, by model size)"
+    )
+    p.add_argument(
+        "--on-error",
+        choices=_ON_ERROR,
+        default="raise",
+        help="stop at a failed scenario (raise) or record it in 'status' (record)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="run even if the results (scenarios x saved values x 8 bytes) would not fit "
+        "the free disk space",
+    )
+    return p
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run ``sd-model sweep``; returns the exit status.
+
+    SDModelError and KeyboardInterrupt propagate to :func:`main`, which prints them as
+    one line; on an interrupt a line before it says whether the store holds finished
+    chunks to resume.
+    """
+    from sd_model.sweeps import sweep_scenario
+
+    try:
+        ds = sweep_scenario(
+            args.scenario,
+            store=args.output,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            chunk_size=args.chunk_size,
+            on_error=args.on_error,
+            progress=False if args.quiet else True,
+            force=args.yes,
+        )
+    except KeyboardInterrupt:
+        out = Path(args.output)
+        store = out if out.suffix.lower() == ".zarr" else out.with_name(f".{out.name}.sweep.zarr")
+        # One line, printed by main from the interrupt's message.
+        if store.exists():
+            raise KeyboardInterrupt(
+                f"the chunks finished so far are kept for {args.output}; run the same "
+                "command again to resume."
+            ) from None
+        raise KeyboardInterrupt(f"stopped before anything was written to {args.output}.") from None
+    failed = int(ds.attrs.get("sweep_n_failed", 0))
+    n = int(ds.attrs.get("sweep_n_scenarios", 0))
+    print(
+        f"wrote {args.output}: {n} scenarios ({failed} failed), "
+        f"{ds.attrs.get('backend')} backend, {ds.attrs.get('solver_method')}"
+    )
+    ds.close()
     return 0
 
 

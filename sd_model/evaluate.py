@@ -9,6 +9,7 @@ between the two, and the warning when sd_model falls back, is made here only
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,8 +146,8 @@ def evaluate(
         True when ``param_sets`` already went through :meth:`Model.normalize_params`
         (py_name keys, backend-ready values): sweeps and optimisers normalize once.
     jit : bool
-        With ``solver.method == "euler"`` on the compiled backend, run the numba kernel
-        (falls back to NumPy when it cannot).
+        Shorthand for ``solver.method == "euler-numba"`` when the method is ``"euler"``
+        (Euler in the numba kernel on the compiled backend; NumPy when it cannot).
     warn : bool
         Issue solver messages as warnings.
 
@@ -173,6 +174,8 @@ def evaluate(
             "evaluate needs at least one parameter set (give [{}] for the model as written)."
         )
     used, note = choose_backend(model, backend)
+    if jit and solver.method == "euler":
+        solver = dataclasses.replace(solver, method="euler-numba")
     overrides = (
         [dict(p) for p in param_sets]
         if normalized
@@ -187,9 +190,7 @@ def evaluate(
         variables = [by_name[o] for o in outputs]
     try:
         if used == "compiled":
-            times, values, nfev, messages = _run_compiled(
-                model, overrides, variables, grid, solver, jit=jit
-            )
+            times, values, nfev, messages = _run_compiled(model, overrides, variables, grid, solver)
         else:
             times, values, nfev, messages = _run_pysd(model, overrides, variables, grid, solver)
     except (IntegrationError, UnsupportedFeatureError, SettingsError) as exc:
@@ -215,8 +216,6 @@ def _with_time_series(
     variables: list[VariableInfo], overrides: Sequence[Mapping[str, Any]]
 ) -> list[VariableInfo]:
     """A constant replaced by a time series varies in time: give it a time axis."""
-    import dataclasses
-
     import pandas as pd
 
     series = {k for o in overrides for k, v in o.items() if isinstance(v, pd.Series)}
@@ -234,25 +233,30 @@ def _run_compiled(
     variables: list[VariableInfo],
     grid: TimeGrid,
     solver: SolverOptions,
-    *,
-    jit: bool,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], list[int], list[str]]:
     compiled = model.compiled()
     system = compiled.system(overrides, grid, continuous=solver.adaptive)
-    result = None
-    if jit and solver.method == "euler":
-        result = system.run_euler()  # None when numba or the kernel cannot run it
-    if result is None:
-        result = integrate(system, grid, solver)
+    result = integrate(system, grid, solver)
     obs = result.observations
     values: dict[str, np.ndarray] = {}
+    if not obs:
+        return np.asarray(result.times), values, [int(result.nfev)] * len(overrides), []
+    first = obs[0]
+    n = len(obs)
     for var in variables:
-        if var.py_name not in obs[0]:
+        value = first.get(var.py_name)
+        if value is None:
             continue
-        if var.time_dependent:
-            values[var.py_name] = np.stack([np.asarray(o[var.py_name]) for o in obs], axis=1)
-        else:
-            values[var.py_name] = np.asarray(obs[0][var.py_name])
+        if not var.time_dependent:
+            values[var.py_name] = np.asarray(value)
+            continue
+        # (B, T, *dims), filled time by time: one allocation per variable.
+        head = np.asarray(value)
+        out = np.empty((head.shape[0], n, *head.shape[1:]), dtype=head.dtype)
+        name = var.py_name
+        for k, o in enumerate(obs):
+            out[:, k] = o[name]
+        values[name] = out
     # One integration for the batch: its evaluations are every run's.
     nfev = [int(result.nfev)] * len(overrides)
     return np.asarray(result.times), values, nfev, list(result.messages)

@@ -18,17 +18,53 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, cast, get_args
 
 import numpy as np
 from scipy.integrate import solve_ivp
 
 from sd_model._errors import IntegrationError, SettingsError, UnsupportedFeatureError
 
-Method = Literal["euler", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"]
-FIXED_STEP_METHODS: frozenset[str] = frozenset({"euler", "rk4"})
-ADAPTIVE_METHODS: frozenset[str] = frozenset({"RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"})
+Method = Literal["euler", "euler-numba", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """What an integration method is, for the integrator and the checks before a run.
+
+    Attributes
+    ----------
+    adaptive : bool
+        A :func:`scipy.integrate.solve_ivp` method choosing its own steps, with output at
+        the saved times; otherwise a fixed-step method stepping at the time step.
+    scheme : str
+        The fixed-step scheme (``"euler"`` or ``"rk4"``; ``""`` for adaptive methods).
+    evals_per_step : int
+        Right-hand-side evaluations per fixed step (for run-time estimates).
+    per_step_updates : bool
+        Whether elements updated once per time step (DELAY FIXED, SAMPLE IF TRUE) can be
+        integrated: only the Euler methods step exactly as Vensim does.
+    """
+
+    adaptive: bool
+    scheme: str = ""
+    evals_per_step: int = 1
+    per_step_updates: bool = False
+
+
+#: The method table: every name a run, a sweep, a scenario file or the CLI accepts.
+#: ``euler-numba`` is Euler run in one numba-compiled kernel when the system offers one
+#: (the compiled backend with numba installed); other systems run it as ``euler``, with
+#: the same results.
+METHOD_TABLE: dict[str, MethodInfo] = {
+    "euler": MethodInfo(adaptive=False, scheme="euler", per_step_updates=True),
+    "euler-numba": MethodInfo(adaptive=False, scheme="euler", per_step_updates=True),
+    "rk4": MethodInfo(adaptive=False, scheme="rk4", evals_per_step=4),
+    **{m: MethodInfo(adaptive=True) for m in ("RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23")},
+}
 METHODS: tuple[str, ...] = get_args(Method)
+if set(METHODS) != set(METHOD_TABLE):  # pragma: no cover - a table edited on one side only
+    raise ImportError("sd_model.integrate: Method and METHOD_TABLE name different methods.")
 
 # Relative precision used to match step times to saved times (PySD uses the same
 # 1e-5 of a time step in ``Time.in_return``).
@@ -41,8 +77,9 @@ class SolverOptions:
 
     Parameters
     ----------
-    method : {"euler", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"}
-        ``euler`` and ``rk4`` step at the time step; the others are
+    method : {"euler", "euler-numba", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"}
+        ``euler`` and ``rk4`` step at the time step (``euler-numba`` is Euler in one
+        numba-compiled kernel, see :data:`METHOD_TABLE`); the others are
         :func:`scipy.integrate.solve_ivp` methods with output at the saved times.
     rtol, atol : float
         Tolerances of the adaptive methods (ignored by fixed-step methods).
@@ -73,7 +110,7 @@ class SolverOptions:
     @property
     def adaptive(self) -> bool:
         """True for SciPy's adaptive methods."""
-        return self.method in ADAPTIVE_METHODS
+        return METHOD_TABLE[self.method].adaptive
 
 
 @dataclass(frozen=True)
@@ -126,6 +163,90 @@ class TimeGrid:
         """Number of saved times (``len(save_times())`` without building the array)."""
         span = self.final_time - self.initial_time
         return math.floor(span / self.saveper + _TIME_RPREC) + 1
+
+
+#: Steps whose times are accumulated at once when matching saved times to steps.
+_STEP_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FixedSaves:
+    """Which steps of a fixed-step run are saved.
+
+    Attributes
+    ----------
+    steps : numpy.ndarray
+        Step numbers (0 is the initial time), increasing.
+    times : numpy.ndarray
+        The saved time of each of those steps (a value of ``grid.save_times()``).
+    skipped : numpy.ndarray
+        Saved times no step reaches (not multiples of the time step).
+    """
+
+    steps: np.ndarray
+    times: np.ndarray
+    skipped: np.ndarray
+
+
+def fixed_step_saves(grid: TimeGrid) -> FixedSaves:
+    """Match the saved times to the steps of a fixed-step run (Euler, RK4, the kernel).
+
+    Step times accumulate as in PySD's and Vensim's loops (``t = t + dt``, so a model
+    dividing by ``2 - Time`` sees 2.0000000000000004 where they do); a saved time is
+    kept at the step within ``1e-5`` of a time step of it (PySD's ``Time.in_return``
+    tolerance), and skipped when no step is. Every fixed-step path uses this one rule,
+    so they save the same times.
+
+    Parameters
+    ----------
+    grid : TimeGrid
+
+    Returns
+    -------
+    FixedSaves
+
+    Examples
+    --------
+    >>> fs = fixed_step_saves(TimeGrid(0.0, 1.0, 0.25, 0.5))
+    >>> fs.steps.tolist(), fs.times.tolist()
+    ([0, 2, 4], [0.0, 0.5, 1.0])
+    >>> fixed_step_saves(TimeGrid(0.0, 1.0, 0.5, 0.25)).skipped.tolist()
+    [0.25, 0.75]
+    """
+    save = grid.save_times()
+    dt = grid.time_step
+    tol = dt * _TIME_RPREC
+    n_total = grid.n_steps() + 1
+    steps: list[np.ndarray] = [np.zeros(0, np.int64)]
+    kept: list[np.ndarray] = [np.zeros(0)]
+    skipped: list[np.ndarray] = [np.zeros(0)]
+    j = 0  # the next saved time to place
+    last = -1  # the last saved step
+    t_end = grid.initial_time
+    for start in range(0, n_total, _STEP_BLOCK):
+        t = np.full(min(_STEP_BLOCK, n_total - start), dt, dtype=float)
+        t[0] = grid.initial_time if start == 0 else t_end + dt
+        np.add.accumulate(t, out=t)  # sequential: the same roundings as the loops
+        t_end = float(t[-1])
+        # A saved time is placed at the first step with t >= s - tol: in this block for
+        # those up to t_end + tol. Later ones wait for the next block; past the last
+        # step they are never reached (as in the loops, which stop there).
+        end = int(np.searchsorted(save, t_end + tol, side="right"))
+        here = save[j:end]
+        k = np.searchsorted(t, here - tol, side="left")
+        hit = np.abs(t[k] - here) <= tol
+        k += start
+        # One saved time per step: a second one near the same step is not saved.
+        for i in np.flatnonzero(hit):
+            if k[i] <= last:
+                hit[i] = False
+            else:
+                last = int(k[i])
+        steps.append(k[hit].astype(np.int64))
+        kept.append(here[hit])
+        skipped.append(here[~hit])
+        j = end
+    return FixedSaves(np.concatenate(steps), np.concatenate(kept), np.concatenate(skipped))
 
 
 class System(Protocol):
@@ -227,7 +348,10 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
     -----
     A system may have an ``observed_size`` attribute: the number of values
     ``observe`` returns at each saved time. The size check uses it to estimate the
-    memory a run needs (without it, the state size is assumed).
+    memory a run needs (without it, the state size is assumed). A system may also have
+    a ``run_euler()`` method, the whole Euler run in a compiled kernel returning an
+    :class:`IntegrationResult` or None when it cannot; ``method="euler-numba"`` uses it,
+    and plain Euler otherwise.
 
     Examples
     --------
@@ -243,7 +367,7 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
     True
     """
     discrete = list(system.discrete_elements)
-    if discrete and options.method != "euler":
+    if discrete and not METHOD_TABLE[options.method].per_step_updates:
         raise UnsupportedFeatureError(
             f"Method {options.method!r} cannot integrate {', '.join(discrete)}: "
             "these elements (DELAY FIXED, SAMPLE IF TRUE, ...) update once per time step. "
@@ -258,6 +382,13 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
     )
     if options.adaptive:
         return _integrate_adaptive(system, grid, options)
+    if options.method == "euler-numba":
+        kernel = getattr(system, "run_euler", None)
+        # None when numba is missing or the kernel does not cover the model: plain Euler
+        # gives the same numbers, only slower.
+        result = kernel() if kernel is not None else None
+        if result is not None:
+            return cast(IntegrationResult, result)
     return _integrate_fixed(system, grid, options)
 
 
@@ -346,7 +477,7 @@ def check_run_size(
         )
     if n_steps > MAX_STEPS:
         cost = _time_derivative(system, grid) if system is not None else None
-        evals = 4 if options.method == "rk4" else 1
+        evals = METHOD_TABLE[options.method].evals_per_step
         eta = (
             f", about {_fmt_duration(n_steps * evals * cost)} at "
             f"{cost * 1e6:.3g} µs per evaluation of the model's equations"
@@ -354,7 +485,8 @@ def check_run_size(
             else ""
         )
         raise SettingsError(
-            f"This run would take {n_steps:,} {options.method} steps of {grid.time_step:g}"
+            f"This run would take {n_steps:,} {METHOD_TABLE[options.method].scheme} steps of "
+            f"{grid.time_step:g}"
             f"{eta}; the limit is {MAX_STEPS:,}. Raise time_step, or use an adaptive "
             "method (method='RK45'), which chooses its own steps."
         )
@@ -481,7 +613,8 @@ def arithmetic_error(what: str, t: float, exc: BaseException) -> IntegrationErro
 
 
 def _check_finite(system: System, t: float, y: np.ndarray) -> None:
-    if np.all(np.isfinite(y)):
+    # Called at every step: the method call skips np.all's dispatch (a third of the cost).
+    if np.isfinite(y).all():
         return
     bad = int(np.flatnonzero(~np.isfinite(y))[0])
     raise nonfinite_error(_label(system, bad), t, float(y[bad]))
@@ -515,56 +648,57 @@ def _fastest(
 
 def _integrate_fixed(system: System, grid: TimeGrid, options: SolverOptions) -> IntegrationResult:
     dt = grid.time_step
-    save_times = grid.save_times()
+    saves = fixed_step_saves(grid)
+    save_steps = saves.steps.tolist()
     n_steps = grid.n_steps()
     y = np.asarray(system.initial_state(), dtype=float)
     _check_finite(system, grid.initial_time, y)
-    times: list[float] = []
     states: list[np.ndarray] = []
     observations: list[Any] = []
     messages: list[str] = []
-    next_save = 0
     nfev = 0
-    skipped: list[float] = []
-    tol = dt * _TIME_RPREC
+    euler = METHOD_TABLE[options.method].scheme == "euler"
+    i = 0
+    next_save = save_steps[0] if save_steps else -1
     t = grid.initial_time
     for k in range(n_steps + 1):
         # Time accumulates step by step exactly as in PySD's and Vensim's loops (a model
         # dividing by (2 - Time) sees 2.0000000000000004, not 2.0, as they do).
         if k:
             t = t + dt
-        while next_save < len(save_times) and save_times[next_save] < t - tol:
-            skipped.append(float(save_times[next_save]))
-            next_save += 1
-        if next_save < len(save_times) and abs(save_times[next_save] - t) <= tol:
-            times.append(float(save_times[next_save]))
+        if k == next_save:
             states.append(y.copy())
             observations.append(system.observe(t, y))
-            next_save += 1
+            i += 1
+            next_save = save_steps[i] if i < len(save_steps) else -1
         if k == n_steps:
             break
-        if options.method == "euler":
+        if euler:
             y = np.asarray(system.euler_step(t, y, dt), dtype=float)
             nfev += 1
         else:
             y = _rk4_step(system.derivative, t, y, dt)
             nfev += 4
         _check_finite(system, t + dt, y)
-    if skipped:
-        # One message for all of them: a long run would otherwise warn once per saved time.
-        shown = ", ".join(f"{x:g}" for x in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        messages.append(
-            f"{len(skipped)} saved time(s) ({shown}) are not multiples of the time step {dt:g} "
-            f"and were skipped, as in PySD; use a SAVEPER that is a multiple of {dt:g} (or "
-            "an adaptive method) to save them."
-        )
+    if saves.skipped.size:
+        messages.append(_skipped_message(saves.skipped, dt))
     return IntegrationResult(
-        times=np.asarray(times),
+        times=saves.times,
         states=np.asarray(states),
         observations=observations,
         nfev=nfev,
         method=options.method,
         messages=messages,
+    )
+
+
+def _skipped_message(skipped: np.ndarray, dt: float) -> str:
+    # One message for all of them: a long run would otherwise warn once per saved time.
+    shown = ", ".join(f"{x:g}" for x in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+    return (
+        f"{len(skipped)} saved time(s) ({shown}) are not multiples of the time step {dt:g} "
+        f"and were skipped, as in PySD; use a SAVEPER that is a multiple of {dt:g} (or "
+        "an adaptive method) to save them."
     )
 
 

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ from sd_model._meta import SDKind, VariableInfo
 from sd_model.evaluate import BackendName, evaluate
 from sd_model.integrate import METHODS, Method, SolverOptions, TimeGrid
 from sd_model.metadata import model_metadata
-from sd_model.options import TimeSettings
+from sd_model.options import TimeSettings, resolve_solver, resolve_time
 from sd_model.overrides import ParameterInfo, ParameterSpace, normalize_name
 from sd_model.provenance import provenance
 from sd_model.results import build_dataset
@@ -39,6 +39,9 @@ from sd_model.translate import (
     parse_abstract_model,
     translate,
 )
+
+if TYPE_CHECKING:
+    from sd_model.compiler import CompiledModel
 
 _CONTROL = ("initial_time", "final_time", "time_step", "saveper")
 
@@ -86,7 +89,7 @@ class Model:
         self._cache_dir = cache_dir
         self.abstract_model = parse_abstract_model(path)
         self._meta = model_metadata(self.abstract_model, path)
-        self._compiled: Any = None
+        self._compiled: CompiledModel | None = None
         self._compile_error: str | None = None
         self._compile_exc: SDModelError | None = None
 
@@ -125,7 +128,7 @@ class Model:
                 return e.units
         return ""
 
-    def _compiled_or_none(self) -> Any:
+    def _compiled_or_none(self) -> CompiledModel | None:
         try:
             return self.compiled()
         except UnsupportedFeatureError:
@@ -432,7 +435,7 @@ class Model:
                 )
         return out + list(own.values())
 
-    def compiled(self) -> Any:
+    def compiled(self) -> CompiledModel:
         """The model compiled to NumPy (``backend='compiled'``).
 
         Raises
@@ -477,19 +480,19 @@ class Model:
         self,
         params: Mapping[str, Any] | None = None,
         *,
-        method: Method | None = None,
+        solver: SolverOptions | None = None,
+        time: TimeSettings | None = None,
         backend: BackendName = "auto",
-        rtol: float = 1e-6,
-        atol: float = 1e-6,
+        scenario: str = "",
+        method: Method | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
         max_step: float | None = None,
         initial_time: float | None = None,
         final_time: float | None = None,
-        saveper: float | None = None,
         time_step: float | None = None,
-        scenario: str = "",
+        saveper: float | None = None,
         jit: bool = False,
-        solver: SolverOptions | None = None,
-        time: TimeSettings | None = None,
     ) -> xr.Dataset:
         """Simulate the model and return the results as a Dataset.
 
@@ -500,36 +503,37 @@ class Model:
             elements (or ``"name[element]"`` keys), ``xarray.DataArray`` /
             ``pandas.Series`` keyed by elements, and time series (a mapping or Series
             keyed by time) for constants and lookups.
-        method : {"euler", "rk4", "RK45", "DOP853", "LSODA", "BDF", "Radau", "RK23"}, optional
-            Integration method; default is what the model file declares (usually
-            Euler, which reproduces Vensim and PySD).
+        solver : SolverOptions, optional
+            Method and tolerances. Default: the method the model file declares (usually
+            Euler, which reproduces Vensim and PySD), ``rtol=atol=1e-6``.
+        time : TimeSettings, optional
+            Replace the model file's INITIAL TIME, FINAL TIME, TIME STEP or SAVEPER.
         backend : {"auto", "compiled", "pysd"}
             ``auto`` uses the compiled backend when it covers the model and falls back
             to PySD's runtime with a warning saying why.
-        rtol, atol : float
-            Tolerances of adaptive methods.
-        max_step : float, optional
-            Largest step of adaptive methods.
-        initial_time, final_time, saveper, time_step : float, optional
-            Replace the model file's time settings.
         scenario : str
             A name recorded in the attrs.
-        solver : SolverOptions, optional
-            Method and tolerances as one object (instead of ``method``, ``rtol``,
-            ``atol``, ``max_step``).
-        time : TimeSettings, optional
-            Time settings as one object (instead of ``initial_time`` ... ``time_step``).
+        method : {"euler", "euler-numba", "rk4", "RK45", "DOP853", "LSODA", "BDF", \
+"Radau", "RK23"}, optional
+            Shorthand for ``solver=SolverOptions(method=...)``, as are ``rtol``, ``atol``
+            and ``max_step`` (give these or ``solver``, not both). ``euler-numba`` runs
+            all Euler steps in one numba-compiled kernel on the compiled backend (needs
+            numba: ``pip install sd_model[fast]``); the first compilation of a model
+            takes seconds to a minute and is cached in ``$SD_MODEL_CACHE/kernels``.
+            Without numba, or for a model the kernel does not cover, it runs as Euler.
+        initial_time, final_time, time_step, saveper : float, optional
+            Shorthand for ``time=TimeSettings(...)`` (give these or ``time``, not both).
         jit : bool
-            With ``method="euler"`` on the compiled backend, run all steps in one
-            numba-compiled kernel (needs numba: ``pip install sd_model[fast]``). The
-            first compilation of a model takes seconds to a minute and is cached in
-            ``$SD_MODEL_CACHE/kernels``; afterwards single runs are several times
-            faster. Falls back to the NumPy path when the kernel cannot run the model.
+            Shorthand for ``method="euler-numba"`` when the method is Euler.
 
         Returns
         -------
         xarray.Dataset
-            Dims ``time`` plus the model's subscript ranges; attrs with provenance.
+            Dims ``time`` plus the model's subscript ranges; attrs with provenance
+            (:func:`sd_model.provenance.provenance`). Data variables ``solver_nfev``
+            (right-hand-side evaluations) and ``solver_status`` (0: the integration
+            succeeded, the code a sweep's ``status`` uses; a failed run raises instead
+            of returning).
 
         Raises
         ------
@@ -537,44 +541,28 @@ class Model:
             Unknown parameter or wrong shape.
         IntegrationError
             NaN/inf or solver failure, naming the variable and time.
+        SettingsError
+            Invalid solver or time settings, or an option object and its shorthand
+            keywords given together.
 
         Examples
         --------
         >>> ds = model.run({"growth rate": 0.03}, method="RK45", final_time=2050)  # doctest: +SKIP
+        >>> ds = model.run(solver=SolverOptions("RK45", rtol=1e-8),
+        ...                time=TimeSettings(final_time=2050))  # doctest: +SKIP
         """
-        if solver is not None:
-            if method is not None or (rtol, atol, max_step) != (1e-6, 1e-6, None):
-                raise SettingsError(
-                    "Give either solver=SolverOptions(...) or method=/rtol=/atol=/max_step=, "
-                    "not both."
-                )
-            options = solver
-        else:
-            options = SolverOptions(
-                method=self.resolve_method(method), rtol=rtol, atol=atol, max_step=max_step
-            )
-        if time is not None:
-            if any(v is not None for v in (initial_time, final_time, saveper, time_step)):
-                raise SettingsError(
-                    "Give either time=TimeSettings(...) or initial_time=/final_time=/"
-                    "saveper=/time_step=, not both."
-                )
-            grid = self.time_grid(**time.as_kwargs())
-        else:
-            grid = self.time_grid(
-                initial_time=initial_time,
-                final_time=final_time,
-                saveper=saveper,
-                time_step=time_step,
-            )
-        ev = evaluate(
-            self,
-            [params or {}],
-            solver=options,
-            grid=grid,
-            backend=backend,
-            jit=jit,
+        options = resolve_solver(
+            self, solver, method=method, rtol=rtol, atol=atol, max_step=max_step, jit=jit
         )
+        settings = resolve_time(
+            time,
+            initial_time=initial_time,
+            final_time=final_time,
+            time_step=time_step,
+            saveper=saveper,
+        )
+        grid = self.time_grid(**settings.as_kwargs())
+        ev = evaluate(self, [params or {}], solver=options, grid=grid, backend=backend)
         attrs = provenance(
             self,
             solver=options,

@@ -4,7 +4,7 @@
 name: baseline
 description: All policy levers off.
 model: ../models/example_regions.mdl      # relative to this file
-time: {initial: 2022, final: 2050, saveper: 1, time_step: 0.25}
+time: {initial_time: 2022, final_time: 2050, saveper: 1, time_step: 0.25}
 solver: {method: RK45, backend: auto, rtol: 1.0e-6, atol: 1.0e-6}
 set:
   growth rate: 0.02
@@ -17,6 +17,12 @@ levers:                                   # sliders of the policy explorer (sd-m
 
 Files are read with ``yaml.safe_load`` semantics; unknown keys and unknown parameters
 are errors naming the file, the line and the key.
+
+The keys of ``time:`` and ``solver:`` are the fields of :class:`~sd_model.options.
+TimeSettings` and :class:`~sd_model.options.SolverOptions` (the keywords of
+``Model.run``). Older files' spellings are still read: ``time: {initial, final}`` for
+``initial_time`` and ``final_time``, and a top-level ``save_every:`` (deprecated) for
+``time.saveper``.
 """
 
 from __future__ import annotations
@@ -24,18 +30,23 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xarray as xr
 import yaml
 
 from sd_model._errors import ScenarioError
-from sd_model.backends import BACKENDS
-from sd_model.integrate import METHODS
+from sd_model.backends import BACKENDS, BackendName
+from sd_model.integrate import METHODS, SolverOptions
+from sd_model.options import TimeSettings, resolve_solver
 from sd_model.overrides import normalize_name
+
+if TYPE_CHECKING:
+    from sd_model.model import Model
 
 TOP_KEYS = (
     "name",
@@ -50,7 +61,9 @@ TOP_KEYS = (
     "levers",
     "params_file",
 )
-TIME_KEYS = ("initial", "final", "saveper", "time_step")
+TIME_KEYS = ("initial_time", "final_time", "time_step", "saveper")
+#: Short spellings of older scenario files (and of the policy explorer's saved files).
+TIME_ALIASES = {"initial": "initial_time", "final": "final_time"}
 SOLVER_KEYS = ("method", "backend", "rtol", "atol", "max_step")
 LEVER_KEYS = ("min", "max", "step", "group", "label", "description", "baseline")
 
@@ -68,7 +81,8 @@ class Scenario:
     description : str
         Free text.
     time : mapping
-        Any of ``initial``, ``final``, ``saveper``, ``time_step``.
+        Any of ``initial_time``, ``final_time``, ``time_step``, ``saveper`` (the
+        fields of :class:`~sd_model.options.TimeSettings`).
     solver : mapping
         Any of ``method``, ``backend``, ``rtol``, ``atol``, ``max_step``.
     set : mapping
@@ -78,8 +92,6 @@ class Scenario:
         runner; ignored by :meth:`run`.
     outputs : tuple of str
         Variables a sweep keeps (default all).
-    save_every : float or None
-        Saving interval of a sweep (default the model's SAVEPER).
     levers : mapping
         The ``levers:`` section: parameter name -> ``{min, max, step, group, label,
         description, baseline}`` (each key optional here; a missing range is taken from
@@ -97,7 +109,6 @@ class Scenario:
     set: Mapping[str, Any] = field(default_factory=dict)
     sweep: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
-    save_every: float | None = None
     levers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     source: str = "<scenario>"
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
@@ -160,6 +171,10 @@ class Scenario:
     ) -> Scenario:
         """Validate a scenario given as a mapping (the parsed YAML)."""
         lines = dict(lines or {})
+        # Errors about time.initial_time point at the line of an older file's time.initial.
+        for short, canonical in TIME_ALIASES.items():
+            if f"time.{short}" in lines:
+                lines.setdefault(f"time.{canonical}", lines[f"time.{short}"])
 
         def where(key: str) -> str:
             line = lines.get(key)
@@ -179,17 +194,16 @@ class Scenario:
                 f"{where('model')}: model file {model_value!r} not found "
                 f"(looked for {model.resolve()}; paths are relative to the scenario file)."
             )
-        time = _section(data, "time", TIME_KEYS, where)
-        for key, value in time.items():
-            time[key] = _number(value)
-            if time[key] is None or not math.isfinite(time[key]):
-                raise ScenarioError(f"{where('time.' + key)}: time.{key} must be a number.")
+        time = _time_section(data, where)
         if "time_step" in time and time["time_step"] <= 0:
             raise ScenarioError(f"{where('time.time_step')}: time.time_step must be positive.")
         if "saveper" in time and time["saveper"] <= 0:
             raise ScenarioError(f"{where('time.saveper')}: time.saveper must be positive.")
-        if "initial" in time and "final" in time and time["final"] < time["initial"]:
-            raise ScenarioError(f"{where('time.final')}: time.final is before time.initial.")
+        if "initial_time" in time and "final_time" in time:
+            if time["final_time"] < time["initial_time"]:
+                raise ScenarioError(
+                    f"{where('time.final_time')}: time.final_time is before time.initial_time."
+                )
         solver = _section(data, "solver", SOLVER_KEYS, where)
         for key in ("rtol", "atol", "max_step"):
             if key in solver and _number(solver[key]) is not None:
@@ -223,8 +237,23 @@ class Scenario:
         if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
             raise ScenarioError(f"{where('outputs')}: 'outputs' must be a list of variable names.")
         save_every = data.get("save_every")
-        if save_every is not None and not (_is_number(save_every) and save_every > 0):
-            raise ScenarioError(f"{where('save_every')}: 'save_every' must be a positive number.")
+        if save_every is not None:
+            if not (_is_number(save_every) and save_every > 0):
+                raise ScenarioError(
+                    f"{where('save_every')}: 'save_every' must be a positive number."
+                )
+            warnings.warn(
+                f"{where('save_every')}: 'save_every' is deprecated; write it as "
+                "time.saveper (which applies to runs and sweeps alike).",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if "saveper" in time and time["saveper"] != float(save_every):
+                raise ScenarioError(
+                    f"{where('save_every')}: 'save_every' ({save_every:g}) and time.saveper "
+                    f"({time['saveper']:g}) differ; give time.saveper only."
+                )
+            time["saveper"] = float(save_every)
         levers = _levers_section(data.get("levers"), where)
         name = data.get("name") or Path(source).stem
         description = data.get("description") or ""
@@ -239,34 +268,41 @@ class Scenario:
             set=dict(overrides),
             sweep=dict(sweep),
             outputs=tuple(outputs),
-            save_every=float(save_every) if save_every is not None else None,
             levers=levers,
             source=source,
             lines=lines,
         )
 
-    def load_model(self) -> Any:
+    def load_model(self) -> Model:
         """Load the scenario's model (:func:`sd_model.load`)."""
         from sd_model.model import load
 
         return load(self.model)
 
+    def time_settings(self) -> TimeSettings:
+        """The ``time:`` section as :class:`~sd_model.options.TimeSettings`."""
+        return TimeSettings(**{k: self.time.get(k) for k in TIME_KEYS})
+
+    def solver_options(self, model: Model) -> SolverOptions:
+        """The ``solver:`` section (without ``backend``) as
+        :class:`~sd_model.options.SolverOptions`; the method defaults to the one
+        ``model``'s file declares."""
+        kw = {k: v for k, v in self.solver.items() if k != "backend"}
+        return resolve_solver(model, **kw)
+
+    @property
+    def backend(self) -> BackendName:
+        """The ``solver.backend`` setting (default ``"auto"``)."""
+        return self.solver.get("backend", "auto")
+
     def run_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for :meth:`sd_model.Model.run` (without params)."""
-        kw: dict[str, Any] = {}
-        names = {
-            "initial": "initial_time",
-            "final": "final_time",
-            "saveper": "saveper",
-            "time_step": "time_step",
-        }
-        for key, arg in names.items():
-            if key in self.time:
-                kw[arg] = self.time[key]
+        """Keyword arguments for :meth:`sd_model.Model.run` (without params): the
+        ``time:`` and ``solver:`` sections as shorthand keywords."""
+        kw: dict[str, Any] = {k: self.time[k] for k in TIME_KEYS if k in self.time}
         kw.update(self.solver)
         return kw
 
-    def run(self, model: Any = None, **kwargs: Any) -> xr.Dataset:
+    def run(self, model: Model | None = None, **kwargs: Any) -> xr.Dataset:
         """Run the scenario.
 
         Parameters
@@ -293,6 +329,11 @@ class Scenario:
                     del params[old]
         params.update(extra)
         run_kw = self.run_kwargs()
+        # An option object given here replaces the file's section it covers.
+        if kwargs.get("solver") is not None:
+            run_kw = {k: v for k, v in run_kw.items() if k not in SOLVER_KEYS or k == "backend"}
+        if kwargs.get("time") is not None:
+            run_kw = {k: v for k, v in run_kw.items() if k not in TIME_KEYS}
         run_kw.update(kwargs)
         # Check the file's own overrides first so errors name the scenario file and line.
         for key, value in self.set.items():
@@ -333,6 +374,24 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, 
             raise ScenarioError(
                 f"{where(full)}: unknown key {key!r} {scope}.{hint} Allowed: {', '.join(allowed)}."
             )
+
+
+def _time_section(data: Mapping[str, Any], where: Any) -> dict[str, float]:
+    """The ``time:`` section as numbers, keyed by TimeSettings' field names."""
+    raw = _section(data, "time", TIME_KEYS + tuple(TIME_ALIASES), where)
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        canonical = TIME_ALIASES.get(key, key)
+        if canonical in out:
+            raise ScenarioError(
+                f"{where('time.' + key)}: time.{key} and time.{canonical} are the same "
+                "setting; give it once."
+            )
+        number = _number(value)
+        if number is None or not math.isfinite(number):
+            raise ScenarioError(f"{where('time.' + key)}: time.{key} must be a number.")
+        out[canonical] = number
+    return out
 
 
 def _section(data: Mapping[str, Any], name: str, allowed: tuple[str, ...], where: Any) -> dict:

@@ -156,7 +156,7 @@ def test_example_scenario_description_is_true() -> None:
     # "three-region model (North, Centre, South ...), 2022-2050"
     assert list(model.coords["Region"]) == ["North", "Centre", "South"]
     assert "North, Centre, South" in text and "2022-2050" in text
-    assert (sc.time.get("initial"), sc.time.get("final")) == (2022.0, 2050.0)
+    assert (sc.time.get("initial_time"), sc.time.get("final_time")) == (2022.0, 2050.0)
     # "the equalization transfer lever at 0.5 (the model's default is 0, off)"
     assert sc.set == {"transfer intensity": 0.5} and "at 0.5" in text
     assert defaults["transfer intensity"] == 0.0 and "default is 0" in text

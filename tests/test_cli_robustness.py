@@ -90,7 +90,8 @@ def test_modest_aliases_and_repeated_keys_behind_them(tmp_path: Path) -> None:
         "outputs: &o [population, capital]\n"
     )
     sc = sd_model.Scenario.from_yaml(path)
-    assert sc.description == "shared" and sc.time == {"initial": 2022.0, "final": 2030.0}
+    assert sc.description == "shared"
+    assert sc.time == {"initial_time": 2022.0, "final_time": 2030.0}
     assert sc.outputs == ("population", "capital")
     # A repeated key inside an anchored mapping is reported once, at its own line.
     path.write_text(f"model: {EXAMPLE}\nx: &x {{a: 1,\n  a: 2}}\nset: *x\n")
@@ -201,9 +202,11 @@ def test_help_and_argument_errors_import_no_numerical_library() -> None:
 def test_cli_copies_of_option_tables_match_their_modules() -> None:
     from sd_model.backends import BACKENDS
     from sd_model.integrate import METHODS
+    from sd_model.sweeps import ON_ERROR
 
     assert cli._METHODS == METHODS
     assert cli._BACKENDS == BACKENDS
+    assert cli._ON_ERROR == ON_ERROR
     for name, cmd in cli._LAZY_COMMANDS.items():
         sub = argparse.ArgumentParser().add_subparsers()
         getattr(importlib.import_module(cmd.module), cmd.add_parser)(sub)
@@ -217,7 +220,7 @@ def test_each_lazy_command_parses_with_its_own_parser(tmp_path: Path) -> None:
     args = cli._parser("plot").parse_args(["plot", "a.nc", "-o", "f.png"])
     assert args.func.__module__ == "sd_model.plots" and args.dpi == 150.0
     args = cli._parser("sweep").parse_args(["sweep", "s.yaml", "-o", "o.zarr"])
-    assert args.func.__module__ == "sd_model.runner" and args.workers == 1
+    assert args.func.__module__ == "sd_model.cli" and args.workers == 1
 
 
 # --------------------------------------------------------------------------- the package

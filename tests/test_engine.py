@@ -331,3 +331,89 @@ def test_saved_times_off_the_euler_grid_warn_once(example: sd_model.Model) -> No
         ds = example.run(method="euler", time_step=0.3, saveper=0.5, final_time=2030)
     assert len([w for w in rec if "saved time" in str(w.message)]) == 1
     np.testing.assert_allclose(ds["time"].values, [2022, 2023.5, 2025, 2026.5, 2028, 2029.5])
+
+
+def _saves_by_stepping(grid: sd_model.TimeGrid) -> tuple[list[int], list[float], list[float]]:
+    """The rule of PySD's loop, step by step: what fixed_step_saves must reproduce."""
+    save = grid.save_times()
+    tol = grid.time_step * 1e-5
+    steps: list[int] = []
+    kept: list[float] = []
+    skipped: list[float] = []
+    t = grid.initial_time
+    j = 0
+    for k in range(grid.n_steps() + 1):
+        if k:
+            t = t + grid.time_step
+        while j < len(save) and save[j] < t - tol:
+            skipped.append(float(save[j]))
+            j += 1
+        if j < len(save) and abs(save[j] - t) <= tol:
+            steps.append(k)
+            kept.append(float(save[j]))
+            j += 1
+    return steps, kept, skipped
+
+
+@pytest.mark.parametrize("block", [1, 3, 1 << 20])
+@pytest.mark.parametrize(
+    "grid",
+    [
+        (2022, 2050, 0.25, 1),
+        (0, 10, 0.1, 0.3),
+        (0, 7.3, 1 / 3, 0.5),
+        (-3, 2, 0.7, 0.7),
+        (0, 1, 0.5, 0.25),
+        (1.5, 1.5, 1, 0.33),
+        (0, 100, 0.0625, 2.5),
+    ],
+)
+def test_fixed_step_saves_follow_the_stepping_rule(
+    grid: tuple[float, float, float, float], block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sd_model import integrate
+
+    monkeypatch.setattr(integrate, "_STEP_BLOCK", block)
+    g = sd_model.TimeGrid(*grid)
+    fs = integrate.fixed_step_saves(g)
+    assert (fs.steps.tolist(), fs.times.tolist(), fs.skipped.tolist()) == _saves_by_stepping(g)
+
+
+def test_scenario_time_keys_are_the_run_keywords(tmp_path: Path) -> None:
+    def scenario(time: str) -> sd_model.Scenario:
+        path = tmp_path / "s.yaml"
+        path.write_text(f"model: {EXAMPLE}\ntime: {time}\nsolver: {{method: euler}}\n")
+        return sd_model.Scenario.from_yaml(path)
+
+    new = scenario("{initial_time: 2023, final_time: 2026, saveper: 0.5, time_step: 0.25}")
+    assert new.time_settings() == sd_model.TimeSettings(2023, 2026, 0.25, 0.5)
+    assert new.run_kwargs() == {
+        "initial_time": 2023,
+        "final_time": 2026,
+        "time_step": 0.25,
+        "saveper": 0.5,
+        "method": "euler",
+    }
+    # Older files' short spellings read the same.
+    old = scenario("{initial: 2023, final: 2026, saveper: 0.5, time_step: 0.25}")
+    assert old.time == new.time
+    with pytest.raises(sd_model.ScenarioError, match="same setting"):
+        scenario("{initial: 2023, initial_time: 2023}")
+    with pytest.raises(sd_model.ScenarioError, match=r"s\.yaml:2: time.final_time is before"):
+        scenario("{initial: 2023, final: 2020}")
+    # An object given to run() replaces the whole section: the rest is the model file's.
+    ds = new.run(time=sd_model.TimeSettings(final_time=2024))
+    control = sd_model.load(EXAMPLE).control
+    assert float(ds.time[0]) == control["initial_time"] != 2023
+    assert float(ds.time[-1]) == 2024
+
+
+def test_scenario_save_every_is_time_saveper(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(f"model: {EXAMPLE}\ntime: {{final: 2025}}\nsave_every: 0.5\n")
+    with pytest.warns(DeprecationWarning, match="save_every"):
+        sc = sd_model.Scenario.from_yaml(path)
+    assert sc.time == {"final_time": 2025.0, "saveper": 0.5}
+    path.write_text(f"model: {EXAMPLE}\ntime: {{saveper: 1}}\nsave_every: 0.5\n")
+    with pytest.raises(sd_model.ScenarioError, match="differ"), pytest.warns(DeprecationWarning):
+        sd_model.Scenario.from_yaml(path)

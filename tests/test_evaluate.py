@@ -85,3 +85,75 @@ def test_run_records_overrides_in_the_one_encoding(model: sd_model.Model) -> Non
         again = model.run(recorded, final_time=2023)
     np.testing.assert_array_equal(again["population"].values, ds["population"].values)
     assert overrides_json({"a": np.float64(1.5)}) == '{"a": 1.5}'
+
+
+def test_a_run_and_a_sweep_record_the_same_overrides_identically(model: sd_model.Model) -> None:
+    import pandas as pd
+    import xarray as xr
+
+    prod = xr.DataArray([1.0, 0.9, 0.8], dims=["Region"], coords={"Region": model.coords["Region"]})
+    base = {
+        "productivity": prod,
+        "Initial Population": {"North": 2e6, "Centre": 3e6, "South": 4e6},
+        "transfer intensity": pd.Series({2022.0: 0.0, 2025.0: 0.5}),
+        "mobility": np.float64(0.02),
+    }
+    run = model.run(base, final_time=2024)
+    sw = sd_model.sweep(model, base=base, grid={"birth rate": [0.02]}, final_time=2024)
+    assert sw.attrs["overrides"] == run.attrs["overrides"]
+    assert json.loads(run.attrs["overrides"])["productivity"] == {
+        "North": 1.0,
+        "Centre": 0.9,
+        "South": 0.8,
+    }
+    # The rest of the provenance is the same too (what differs is the title and timestamp).
+    same = {"model_sha256", "solver_method", "solver_rtol", "saveper", "final_time", "backend"}
+    assert {k: sw.attrs[k] for k in same} == {k: run.attrs[k] for k in same}
+    np.testing.assert_array_equal(
+        sw["population"].sel(birth_rate=0.02).values,
+        model.run({**base, "birth rate": 0.02}, final_time=2024)["population"].values,
+    )
+
+
+def test_sweep_takes_the_option_objects(model: sd_model.Model) -> None:
+    grid = {"transfer intensity": [0.0, 0.5]}
+    by_kw = sd_model.sweep(model, grid=grid, method="RK45", rtol=1e-8, final_time=2026, saveper=2)
+    by_obj = sd_model.sweep(
+        model,
+        grid=grid,
+        solver=SolverOptions("RK45", rtol=1e-8),
+        time=TimeSettings(final_time=2026, saveper=2),
+    )
+    np.testing.assert_array_equal(by_kw["population"].values, by_obj["population"].values)
+    assert by_obj.attrs["solver_rtol"] == 1e-8 and list(by_obj.time.values) == [2022, 2024, 2026]
+    assert by_obj.attrs["sweep_spec_sha256"] == by_kw.attrs["sweep_spec_sha256"]
+    with pytest.raises(sd_model.SettingsError, match="not both"):
+        sd_model.sweep(model, grid=grid, solver=SolverOptions("RK45"), rtol=1e-3)
+    with pytest.raises(sd_model.SettingsError, match="not both"):
+        sd_model.sweep(model, grid=grid, time=TimeSettings(final_time=2030), saveper=1)
+    with pytest.warns(DeprecationWarning, match="save_every"):
+        old = sd_model.sweep(
+            model, grid=grid, method="RK45", rtol=1e-8, final_time=2026, save_every=2
+        )
+    np.testing.assert_array_equal(old["population"].values, by_kw["population"].values)
+
+
+def test_euler_numba_is_a_method_like_the_others(model: sd_model.Model) -> None:
+    # Where there is no kernel (PySD's backend) it runs as Euler: the same numbers.
+    plain = model.run(method="euler", final_time=2026, backend="pysd")
+    numba = model.run(solver=SolverOptions("euler-numba"), final_time=2026, backend="pysd")
+    np.testing.assert_array_equal(numba["population"].values, plain["population"].values)
+    assert numba.attrs["solver_method"] == "euler-numba"
+    # jit=True is shorthand for it (with Euler only).
+    short = model.run(jit=True, method="euler", final_time=2023, backend="pysd")
+    assert short.attrs["solver_method"] == "euler-numba"
+    assert model.run(jit=True, method="rk4", final_time=2023).attrs["solver_method"] == "rk4"
+
+
+@pytest.mark.slow
+def test_euler_numba_runs_the_kernel_with_eulers_numbers(model: sd_model.Model) -> None:
+    pytest.importorskip("numba")
+    plain = model.run(method="euler", final_time=2030, backend="compiled")
+    numba = model.run(method="euler-numba", final_time=2030, backend="compiled")
+    np.testing.assert_allclose(numba["population"].values, plain["population"].values, rtol=1e-12)
+    np.testing.assert_allclose(numba["capital"].values, plain["capital"].values, rtol=1e-12)

@@ -22,7 +22,7 @@ CONTROL = (
     "SAVEPER = {saveper}\n\t~\tYear\n\t~\t|\n\nTIME STEP = {dt}\n\t~\tYear\n\t~\t|\n"
 )
 BACKENDS = ("compiled", "pysd")
-FIXED = ("euler", "rk4")
+FIXED = ("euler", "euler-numba", "rk4")
 needs_numba = pytest.mark.skipif(not _kernel.numba_available(), reason="numba is not installed")
 
 
@@ -56,7 +56,9 @@ def _fixed_step_overflow_time(method: str, dt: float = 0.25, rate: float = 50.0)
     so it overflows after ceil(log(max float) / log(growth)) steps.
     """
     z = rate * dt
-    growth = 1 + z if method == "euler" else 1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24
+    growth = (
+        1 + z if method in ("euler", "euler-numba") else 1 + z + z**2 / 2 + z**3 / 6 + z**4 / 24
+    )
     return math.ceil(math.log(np.finfo(float).max) / math.log(growth)) * dt
 
 

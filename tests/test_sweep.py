@@ -15,16 +15,12 @@ from hypothesis import strategies as st
 
 import sd_model
 from sd_model import ParameterError, ScenarioError, SDModelError, SDModelWarning
+from sd_model.cli import add_sweep_parser, cmd_sweep
 from sd_model.ema import to_ema
-from sd_model.runner import (
-    _chunk_layout,
-    _ChunkGrid,
-    add_sweep_parser,
-    cmd_sweep,
-    sweep,
-    sweep_scenario,
-)
 from sd_model.sampling import SampleSpec, draw
+from sd_model.sweeps import sweep, sweep_scenario
+from sd_model.sweeps.layout import ChunkGrid as _ChunkGrid
+from sd_model.sweeps.layout import chunk_layout as _chunk_layout
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "models" / "example_regions.mdl"
@@ -429,7 +425,8 @@ def test_failures_land_in_the_right_cells(blowup: sd_model.Model) -> None:
 def test_fast_element_overrides_equal_normalize_params(
     model: sd_model.Model, north: float, south: float, whole: float | None, base_element: bool
 ) -> None:
-    from sd_model.runner import _compiled_overrides, _compiled_value
+    from sd_model.sweeps.execution import compiled_overrides as _compiled_overrides
+    from sd_model.sweeps.execution import compiled_value as _compiled_value
 
     scenario: dict[str, object] = {"mobility": 0.02}
     if base_element:

@@ -9,7 +9,7 @@ import pytest
 
 import sd_model
 from sd_model import SDModelError
-from sd_model.runner import sweep
+from sd_model.sweeps import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "models" / "example_regions.mdl"

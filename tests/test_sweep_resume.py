@@ -15,7 +15,7 @@ import xarray as xr
 
 import sd_model
 from sd_model import SDModelWarning
-from sd_model.runner import sweep_scenario
+from sd_model.sweeps import sweep_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "models" / "example_regions.mdl"
@@ -57,7 +57,7 @@ def _interrupted(tmp_path: Path, sig: int) -> tuple[Path, Path, int]:
     scenario.write_text(SCENARIO)
     store = tmp_path / "out.zarr"
     code = (
-        "from sd_model.runner import sweep_scenario; "
+        "from sd_model.sweeps import sweep_scenario; "
         f"sweep_scenario({str(scenario)!r}, store={str(store)!r}, chunk_size={CHUNK})"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

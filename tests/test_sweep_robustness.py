@@ -18,9 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sd_model
-from sd_model import SDModelError, SDModelWarning, runner
+from sd_model import SDModelError, SDModelWarning
 from sd_model.cli import main
-from sd_model.runner import _chunk_layout, _ChunkGrid, _scan_status, sweep
+from sd_model.sweeps import budget, execution, sweep
+from sd_model.sweeps import store as sweep_store
+from sd_model.sweeps.layout import ChunkGrid as _ChunkGrid
+from sd_model.sweeps.layout import chunk_layout as _chunk_layout
+from sd_model.sweeps.store import scan_status as _scan_status
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "models" / "example_regions.mdl"
@@ -61,8 +65,8 @@ def test_a_1e8_grid_is_refused_at_once_without_allocating(
     blowup: sd_model.Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     sweep(blowup, grid={"growth rate": [0.1]}, store=tmp_path / "warm.zarr")  # imports
-    monkeypatch.setattr(runner, "_template", _no_template)
-    monkeypatch.setattr(runner, "_physical_memory", lambda: 16 * 2**30)
+    monkeypatch.setattr(sweep_store, "template", _no_template)
+    monkeypatch.setattr(budget, "physical_memory", lambda: 16 * 2**30)
     monkeypatch.setattr(shutil, "disk_usage", _disk(2**30))
     store = tmp_path / "huge.zarr" if where == "store" else None
     tracemalloc.start()
@@ -129,7 +133,7 @@ def test_an_in_memory_sweep_bigger_than_half_the_memory_is_refused(
     model: sd_model.Model, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 2,000 x (1,205 values x 8 bytes + 1,201 bytes of status and error) = 21.7 MB
-    monkeypatch.setattr(runner, "_physical_memory", lambda: 32 * 2**20)
+    monkeypatch.setattr(budget, "physical_memory", lambda: 32 * 2**20)
     with pytest.raises(SDModelError, match=r"about 20\.7 MiB, more than half of .* 32\.0 MiB of"):
         sweep(model, **KW)
     ds = sweep(model, force=True, **KW)
@@ -137,12 +141,12 @@ def test_an_in_memory_sweep_bigger_than_half_the_memory_is_refused(
 
 
 class _Interrupt:
-    """``_run_chunk`` that is interrupted (Ctrl-C) when it starts chunk ``after``."""
+    """``run_chunk`` that is interrupted (Ctrl-C) when it starts chunk ``after``."""
 
     def __init__(self, after: int) -> None:
         self.after = after
         self.calls = 0
-        self.run = runner._run_chunk
+        self.run = execution.run_chunk
 
     def __call__(self, job: Any, model: Any = None) -> Any:
         self.calls += 1
@@ -155,7 +159,7 @@ def _partial(
     model: sd_model.Model, store: Path, monkeypatch: pytest.MonkeyPatch, **kw: Any
 ) -> None:
     with monkeypatch.context() as m:
-        m.setattr(runner, "_run_chunk", _Interrupt(after=3))
+        m.setattr(execution, "run_chunk", _Interrupt(after=3))
         with pytest.raises(KeyboardInterrupt):
             sweep(model, store=store, **kw)
 
@@ -207,7 +211,7 @@ def test_stores_of_the_previous_spec_hash_still_resume(
 ) -> None:
     import zarr
 
-    from sd_model.runner import _hash_spec
+    from sd_model.sweeps.plan import hash_spec as _hash_spec
 
     store = tmp_path / "out.zarr"
     kw = {**KW, "outputs": ["population"], "final_time": 2026, "chunk_size": 100}
@@ -236,7 +240,7 @@ def test_an_interrupt_while_creating_the_store_leaves_none(
             yield slab
 
     with monkeypatch.context() as m:
-        m.setattr(runner, "_SLAB", 10)  # several slabs of status to write
+        m.setattr(sweep_store, "SLAB", 10)  # several slabs of status to write
         m.setattr(_ChunkGrid, "slabs", interrupted)
         with pytest.raises(KeyboardInterrupt):
             sweep(blowup, grid=grid, store=store, chunk_size=5)
@@ -269,7 +273,7 @@ def test_cli_interrupts_say_one_thing_each(
     assert not out.exists()
     # Ctrl-C while running: the finished chunks are kept and the same command resumes
     with monkeypatch.context() as m:
-        m.setattr(runner, "_run_chunk", _Interrupt(after=2))
+        m.setattr(execution, "run_chunk", _Interrupt(after=2))
         assert main(args) == 130
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("interrupted: the chunks finished"), err
