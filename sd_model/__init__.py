@@ -29,6 +29,7 @@ from sd_model._errors import (
 )
 
 if TYPE_CHECKING:
+    from sd_model._version import __version__
     from sd_model.calibrate import (
         Backtest,
         ErrorModel,
@@ -41,16 +42,14 @@ if TYPE_CHECKING:
     from sd_model.checks import CheckReport, check_model
     from sd_model.compare import compare, disparity_table, fit_table
     from sd_model.ema import to_ema
-    from sd_model.integrate import SolverOptions, TimeGrid
     from sd_model.model import Model, load
+    from sd_model.options import SolverOptions, TimeGrid, TimeSettings
     from sd_model.results import open_results, to_table, write_results
-    from sd_model.runner import sweep, sweep_scenario
     from sd_model.sampling import SampleSpec
     from sd_model.scenarios import Scenario
     from sd_model.sensitivity import sensitivity
+    from sd_model.sweeps import sweep, sweep_scenario
     from sd_model.units import UnitsReport, check_units
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backtest",
@@ -69,6 +68,7 @@ __all__ = [
     "SettingsError",
     "SolverOptions",
     "TimeGrid",
+    "TimeSettings",
     "UnitsReport",
     "UnsupportedFeatureError",
     "__version__",
@@ -106,20 +106,24 @@ _LAZY: dict[str, str] = {
     "disparity_table": "sd_model.compare",
     "fit_table": "sd_model.compare",
     "to_ema": "sd_model.ema",
-    "SolverOptions": "sd_model.integrate",
-    "TimeGrid": "sd_model.integrate",
+    "SolverOptions": "sd_model.options",
+    "TimeGrid": "sd_model.options",
+    "TimeSettings": "sd_model.options",
     "Model": "sd_model.model",
     "load": "sd_model.model",
     "open_results": "sd_model.results",
     "to_table": "sd_model.results",
     "write_results": "sd_model.results",
-    "sweep": "sd_model.runner",
-    "sweep_scenario": "sd_model.runner",
+    "sweep": "sd_model.sweeps",
+    "sweep_scenario": "sd_model.sweeps",
     "SampleSpec": "sd_model.sampling",
     "Scenario": "sd_model.scenarios",
     "sensitivity": "sd_model.sensitivity",
     "check_units": "sd_model.units",
     "UnitsReport": "sd_model.units",
+    # Read from the package metadata on first access: importlib.metadata costs tens of
+    # milliseconds that `sd-model --help` would otherwise pay.
+    "__version__": "sd_model._version",
 }
 
 

@@ -6,6 +6,9 @@ one clear line for it instead of a traceback.
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class SDModelError(Exception):
     """Base class of errors caused by user input (model files, parameters, scenarios)."""
@@ -36,6 +39,63 @@ class IntegrationError(SDModelError):
 
 class UnsupportedFeatureError(SDModelError):
     """A model uses a construct that a backend or method cannot run."""
+
+
+class CompareError(SDModelError):
+    """Runs cannot be compared, or a table cannot be made from them."""
+
+
+class PlotError(SDModelError):
+    """A figure cannot be drawn from the given results or options."""
+
+
+class CalibrationError(SDModelError):
+    """Calibration input is invalid (data, parameters, error models, options)."""
+
+
+class CheckFileError(SDModelError):
+    """A check file is malformed; the message names the file, the line and the fix."""
+
+
+class MissingDependencyError(SDModelError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def import_optional(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import an optional dependency, or say which extra installs it.
+
+    Parameters
+    ----------
+    module : str
+        The module to import, e.g. ``"seaborn"`` or ``"matplotlib.pyplot"``.
+    extra : str
+        The extra of ``pyproject.toml`` that installs it, e.g. ``"plot"``.
+    purpose : str
+        What needs it, for the message (``"sd_model.plots"``).
+
+    Returns
+    -------
+    types.ModuleType
+        The imported module.
+
+    Raises
+    ------
+    MissingDependencyError
+        When ``module`` (or one of its own imports) is not installed.
+
+    Examples
+    --------
+    >>> import_optional("json", "plot", "the example").__name__
+    'json'
+    """
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or module
+        raise MissingDependencyError(
+            f"{purpose} needs {missing!r}, which is not installed; install the extra: "
+            f"pip install 'sd_model[{extra}]' (or pip install -e '.[{extra}]' in a checkout)."
+        ) from exc
 
 
 class SDModelWarning(UserWarning):

@@ -1,15 +1,22 @@
-"""The installed sd_model version."""
+"""The installed sd_model version, read once from the package metadata."""
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _distribution_version
+
+try:
+    __version__ = _distribution_version("sd_model")
+except PackageNotFoundError:  # a source tree on sys.path that was never installed
+    __version__ = "0+unknown"
+
 
 def version() -> str:
-    """sd_model's version string (from the installed metadata when available)."""
-    try:
-        from importlib.metadata import version as _v
+    """sd_model's version string (``"0+unknown"`` when the package is not installed).
 
-        return _v("sd_model")
-    except Exception:  # running from a source tree that is not installed
-        from sd_model import __version__
-
-        return __version__
+    Examples
+    --------
+    >>> version() == __version__
+    True
+    """
+    return __version__

@@ -14,7 +14,12 @@ Examples
 >>> runs = {n: sd_model.Scenario.from_yaml(f"scenarios/{n}.yaml").run()
 ...         for n in ("baseline", "equalization")}  # doctest: +SKIP
 >>> both = compare(runs, ["income_per_capita", "population"])  # doctest: +SKIP
->>> disparity_table(both, times=[2030, 2050])  # doctest: +SKIP
+>>> disparity_table(both, "income_per_capita", "population", times=[2030, 2050])  # doctest: +SKIP
+
+The functions are generic: the variable, its weights and the dimension to reduce over are
+the caller's (the Kazakhstan choices live in ``notebooks/kazakhstan_policies.ipynb`` and
+the README). A dimension left out is inferred only when the variable has exactly one
+besides ``time`` and the ``scenario`` dim of :func:`compare`.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import pandas as pd
 import xarray as xr
 
 from sd_model import metrics
-from sd_model._errors import SDModelError
+from sd_model._errors import CompareError
 
 __all__ = [
     "DISPARITY_INDICES",
@@ -43,6 +48,7 @@ __all__ = [
     "disparity_indices",
     "disparity_table",
     "fit_table",
+    "infer_dim",
     "load_runs",
     "observed_dataset",
 ]
@@ -67,10 +73,6 @@ TABLE_FORMATS = {".csv": ",", ".tab": "\t", ".tsv": "\t"}
 _RUN_ATTRS = ("scenario", "overrides", "created", "scenario_file", "scenario_description")
 
 
-class CompareError(SDModelError):
-    """Runs cannot be compared, or a table cannot be made from them."""
-
-
 # --------------------------------------------------------------------------- helpers
 def _closest(name: str, choices: Sequence[Hashable]) -> str:
     names = [str(c) for c in choices]
@@ -84,6 +86,85 @@ def _check_var(ds: xr.Dataset, var: str, what: str = "the results") -> xr.DataAr
     if var not in ds.data_vars:
         raise CompareError(f"No variable {var!r} in {what}{_closest(var, list(ds.data_vars))}")
     return ds[var]
+
+
+# Dims that stack runs, times or quantiles: never the one a variable is reduced over.
+_STACKING_DIMS = ("time", "scenario", "quantile")
+
+
+def infer_dim(
+    da: xr.DataArray,
+    dim: str | None = None,
+    *,
+    what: str | None = None,
+    required: bool = True,
+) -> str | None:
+    """The dimension of ``da`` to reduce over: ``dim`` when given, else the only candidate.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        The variable (e.g. income per capita by region, time and scenario).
+    dim : str, optional
+        The dimension the caller names; checked to be one of ``da``'s.
+    what : str, optional
+        How to name ``da`` in messages (default: its name, quoted).
+    required : bool, optional
+        Raise when ``da`` has no candidate dimension (else return None).
+
+    Returns
+    -------
+    str or None
+        ``dim``, or the one dimension of ``da`` besides ``time``, ``scenario`` (the dim
+        :func:`compare` adds) and ``quantile``; None when there is none and not
+        ``required``.
+
+    Raises
+    ------
+    CompareError
+        ``dim`` is not a dimension of ``da``; several candidates (the message lists them);
+        none when ``required``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.ones((2, 3)), dims=("time", "Region"), name="income")
+    >>> infer_dim(da)
+    'Region'
+    """
+    label = what or repr(str(da.name))
+    dims = [str(d) for d in da.dims]
+    if dim is not None:
+        if dim not in dims:
+            raise CompareError(
+                f"{label} has dims {tuple(dims)}, not {dim!r}; pass dim= one of "
+                f"{', '.join(map(repr, dims)) or '(none)'}."
+            )
+        return dim
+    candidates = _candidate_dims(da)
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        raise CompareError(
+            f"{label} has several dims to reduce over ({', '.join(map(repr, candidates))}); "
+            f"say which: dim={candidates[0]!r} (--dim {candidates[0]} on the command line)."
+        )
+    if required:
+        raise CompareError(
+            f"{label} has dims {tuple(dims)}: none besides time and scenario to reduce over; "
+            "pick a subscripted variable (e.g. one by region)."
+        )
+    return None
+
+
+def _candidate_dims(da: xr.DataArray) -> list[str]:
+    """``da``'s dims besides time, quantile and the runs' dim (:func:`compare`'s ``dim=``)."""
+    return [
+        str(d)
+        for d in da.dims
+        if d not in _STACKING_DIMS
+        and not (d in da.coords and da[d].attrs.get("long_name") == "scenario")
+    ]
 
 
 def _label(da: xr.DataArray) -> str:
@@ -307,10 +388,10 @@ def load_runs(paths: Sequence[str | os.PathLike[str]]) -> dict[str, xr.Dataset]:
 # --------------------------------------------------------------------------- disparity
 def disparity_indices(
     ds: xr.Dataset,
-    var: str = "income_per_capita",
-    weight: str | xr.DataArray | None = "population",
+    var: str,
+    weight: str | xr.DataArray | None,
     *,
-    dim: str = "Region",
+    dim: str | None = None,
     times: Any = None,
 ) -> xr.Dataset:
     """The disparity indices of one variable across regions, as a Dataset.
@@ -336,15 +417,13 @@ def disparity_indices(
     >>> import numpy as np, xarray as xr
     >>> ds = xr.Dataset({"income_per_capita": ("Region", np.array([1.0, 3.0])),
     ...                  "population": ("Region", np.array([3.0, 1.0]))})
-    >>> round(float(disparity_indices(ds)["williamson"]), 6)
+    >>> d = disparity_indices(ds, "income_per_capita", "population")
+    >>> round(float(d["williamson"]), 6)
     0.57735
     """
     y = _check_var(ds, var)
-    if dim not in y.dims:
-        raise CompareError(
-            f"Variable {var!r} has dims {tuple(map(str, y.dims))}, not {dim!r}: the disparity "
-            f"indices need a variable by region (e.g. 'income_per_capita')."
-        )
+    dim = infer_dim(y, dim)
+    assert dim is not None
     if isinstance(weight, str):
         w: xr.DataArray | None = _check_var(ds, weight)
         assert w is not None
@@ -373,14 +452,13 @@ def disparity_indices(
             "max_min": metrics.max_min_ratio(y, dim=dim),
         }
     )
-    weighted = "population-weighted " if w is not None else ""
     weight_name = weight if isinstance(weight, str) else ("given weights" if w is not None else "")
     for key, title in DISPARITY_INDICES.items():
         unweighted = key in ("cv", "max_min") or w is None
         out[key].attrs = {
             "long_name": f"{title} of {y.attrs.get('long_name') or var}",
             "units": "Dmnl",
-            "description": f"{'' if unweighted else weighted}{title} of {var} across {dim}"
+            "description": f"{'' if unweighted else 'weighted '}{title} of {var} across {dim}"
             + ("" if unweighted else f", weighted by {weight_name}"),
         }
     out.attrs = {"variable": var, "weight": weight_name, "dim": dim}
@@ -405,9 +483,10 @@ def _select_times(da: xr.DataArray, times: Any) -> xr.DataArray:
 
 def disparity_table(
     ds: xr.Dataset,
-    var: str = "income_per_capita",
-    weight: str | xr.DataArray | None = "population",
-    dim: str = "Region",
+    var: str,
+    weight: str | xr.DataArray | None,
+    *,
+    dim: str | None = None,
     times: Any = None,
 ) -> pd.DataFrame:
     """Regional disparity indices of a variable, per scenario and time.
@@ -416,13 +495,14 @@ def disparity_table(
     ----------
     ds : xarray.Dataset
         A run, or runs stacked by :func:`compare`.
-    var : str, optional
-        The per-capita variable to compare across regions.
-    weight : str or xarray.DataArray or None, optional
-        Population weights: a variable of ``ds`` (default ``"population"``), an array, or
+    var : str
+        The per-capita variable to compare across regions (e.g. ``"income_per_capita"``).
+    weight : str or xarray.DataArray or None
+        Population weights: a variable of ``ds`` (e.g. ``"population"``), an array, or
         ``None`` for equal weights. The CV and max/min ratio are always unweighted.
     dim : str, optional
-        The regional dimension reduced over.
+        The regional dimension reduced over; default: ``var``'s only dimension besides
+        ``time`` and ``scenario`` (see :func:`infer_dim`).
     times : float, sequence of float or slice, optional
         Saved times to report (default: all).
 
@@ -436,8 +516,8 @@ def disparity_table(
     Raises
     ------
     CompareError
-        Unknown variable, a variable without ``dim``, times that were not saved, or
-        non-positive values.
+        Unknown variable, a variable without ``dim`` (or, with ``dim`` left out, with no
+        or several candidates), times that were not saved, or non-positive values.
 
     Examples
     --------
@@ -446,7 +526,7 @@ def disparity_table(
     ...     {"income_per_capita": (("time", "Region"), np.array([[1.0, 3.0], [2.0, 2.0]])),
     ...      "population": (("time", "Region"), np.array([[3.0, 1.0], [1.0, 1.0]]))},
     ...     coords={"time": [2022.0, 2023.0], "Region": ["A", "B"]})
-    >>> disparity_table(ds)["williamson"].round(6).tolist()
+    >>> disparity_table(ds, "income_per_capita", "population")["williamson"].round(6).tolist()
     [0.57735, 0.0]
     """
     indices = disparity_indices(ds, var, weight, dim=dim, times=times)
@@ -464,7 +544,7 @@ def disparity_table(
 def observed_dataset(
     observed: pd.DataFrame | xr.Dataset,
     *,
-    region_dim: str = "Region",
+    region_dim: str | None = None,
 ) -> xr.Dataset:
     """Observed data as a Dataset with dims ``time`` (and ``region_dim``).
 
@@ -477,7 +557,8 @@ def observed_dataset(
         ``models/data/harmonised_series.csv``; or *wide*: indexed by time with one column
         per variable.
     region_dim : str, optional
-        Name of the regional dimension in the simulation.
+        Name of the regional dimension in the simulation (e.g. ``"Region"``), which the
+        region column becomes; required when a long DataFrame has a region column.
 
     Returns
     -------
@@ -487,14 +568,15 @@ def observed_dataset(
     Raises
     ------
     CompareError
-        A DataFrame in neither layout, or duplicate observations.
+        A DataFrame in neither layout, duplicate observations, or a region column
+        without ``region_dim``.
 
     Examples
     --------
     >>> import pandas as pd
     >>> df = pd.DataFrame({"region": ["A", "A"], "year": [2010, 2011],
     ...                    "variable": ["population", "population"], "value": [1.0, 2.0]})
-    >>> observed_dataset(df)["population"].sel(Region="A").values.tolist()
+    >>> observed_dataset(df, region_dim="Region")["population"].sel(Region="A").values.tolist()
     [1.0, 2.0]
     """
     if isinstance(observed, xr.Dataset):
@@ -512,7 +594,13 @@ def observed_dataset(
                 "Observed data in long layout needs a 'time' or 'year' column; "
                 f"it has {', '.join(map(str, df.columns))}."
             )
-        region_col = next((c for c in ("region", region_dim) if c in df.columns), None)
+        names = ("region",) if region_dim is None else ("region", region_dim)
+        region_col = next((c for c in names if c in df.columns), None)
+        if region_col is not None and region_dim is None:
+            raise CompareError(
+                f"Observed data has a {region_col!r} column; say which dimension of the "
+                "simulation it is: region_dim='Region' (the name of the model's subscript)."
+            )
         keys = ["variable", time_col] + ([region_col] if region_col else [])
         dup = df.duplicated(keys)
         if dup.any():
@@ -520,9 +608,10 @@ def observed_dataset(
             raise CompareError(f"Observed data has duplicate rows for {first}.")
         tidy = df[[*keys, "value"]].rename(columns={time_col: "time"})
         tidy["time"] = tidy["time"].astype(float)
-        if region_col:
+        index = ["time"]
+        if region_col is not None and region_dim is not None:
             tidy = tidy.rename(columns={region_col: region_dim})
-        index = ["time", region_dim] if region_col else ["time"]
+            index.append(region_dim)
         wide = tidy.set_index(["variable", *index])["value"].unstack("variable")
         out = xr.Dataset.from_dataframe(wide)
         return out
@@ -536,7 +625,7 @@ def fit_table(
     observed: pd.DataFrame | xr.Dataset,
     variables: Mapping[str, str] | Sequence[str] | None = None,
     *,
-    region_dim: str = "Region",
+    region_dim: str | None = None,
     times: Any = None,
 ) -> pd.DataFrame:
     """Fit statistics of a simulation against observed series, per series and region.
@@ -552,7 +641,9 @@ def fit_table(
         Observed name -> simulated name (``{"grp_real": "grp"}``), or names shared by
         both. Default: every observed series the simulation has under the same name.
     region_dim : str, optional
-        The regional dimension.
+        The regional dimension; default: the one dimension besides ``time`` that the
+        compared simulated variables have (none for national series; an error, listing
+        them, when there are several).
     times : slice or sequence of float, optional
         The window to measure (e.g. ``slice(2010, 2018)``); default: every time both have.
 
@@ -567,7 +658,8 @@ def fit_table(
     Raises
     ------
     CompareError
-        No series in common, an unknown name, or no time in common.
+        No series in common, an unknown name, no time in common, or several candidate
+        regional dimensions.
 
     Examples
     --------
@@ -579,18 +671,21 @@ def fit_table(
     >>> float(row["um"]), float(row["mse"])
     (1.0, 1.0)
     """
-    obs = observed_dataset(observed, region_dim=region_dim)
     if variables is None:
-        pairs = {v: v for v in map(str, obs.data_vars) if v in simulated.data_vars}
+        observed_names = _observed_names(observed)
+        pairs = {v: v for v in observed_names if v in simulated.data_vars}
         if not pairs:
             raise CompareError(
-                f"No observed series ({', '.join(map(str, obs.data_vars))}) has a simulated "
+                f"No observed series ({', '.join(observed_names)}) has a simulated "
                 "variable of the same name; pass variables={'observed': 'simulated'}."
             )
     elif isinstance(variables, Mapping):
         pairs = {str(k): str(v) for k, v in variables.items()}
     else:
         pairs = {str(v): str(v) for v in variables}
+    if region_dim is None:
+        region_dim = _common_region_dim(simulated, pairs.values())
+    obs = observed_dataset(observed, region_dim=region_dim)
     rows: list[dict[str, Any]] = []
     for obs_name, sim_name in pairs.items():
         a = _check_var(obs, obs_name, "the observed data")
@@ -604,7 +699,7 @@ def fit_table(
         s, a = xr.align(s, a, join="inner")
         if s.sizes["time"] == 0:
             raise CompareError(f"{sim_name!r} and observed {obs_name!r} have no time in common.")
-        extra = [d for d in s.dims if d not in ("time", region_dim)]
+        extra = [d for d in s.dims if d != "time" and d != region_dim]
         if extra:
             raise CompareError(
                 f"{sim_name!r} has extra dims {extra}; select one run before fit_table()."
@@ -633,6 +728,31 @@ def fit_table(
     columns = ["series", "variable", "region", "n", "mape_pct", "rmspe_pct", "theil_u1"]
     columns += ["mse", "um", "us", "uc"]
     return pd.DataFrame(rows, columns=columns)
+
+
+def _observed_names(observed: pd.DataFrame | xr.Dataset) -> list[str]:
+    """The series names of observed data in either layout (before any reshaping)."""
+    if isinstance(observed, xr.Dataset):
+        return [str(v) for v in observed.data_vars]
+    if isinstance(observed, pd.DataFrame):
+        if {"variable", "value"} <= set(observed.columns):
+            return [str(v) for v in pd.unique(observed["variable"])]
+        return [str(c) for c in observed.columns]
+    return []  # observed_dataset() names the wrong type
+
+
+def _common_region_dim(simulated: xr.Dataset, names: Any) -> str | None:
+    """The one non-time dim of the simulated variables (None: all national)."""
+    found: dict[str, None] = {}
+    for name in names:
+        if name in simulated.data_vars:
+            found.update(dict.fromkeys(_candidate_dims(simulated[name])))
+    if len(found) > 1:
+        raise CompareError(
+            f"The simulated variables have several regional dims ({', '.join(map(repr, found))}); "
+            f"say which one the observed regions are: region_dim={next(iter(found))!r}."
+        )
+    return next(iter(found), None)
 
 
 def _window(da: xr.DataArray, times: Any) -> xr.DataArray:
@@ -671,14 +791,19 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="+", help="result files (.nc or .zarr) of runs of one model")
     p.add_argument(
-        "--var", default="income_per_capita", help="variable by region (default: %(default)s)"
+        "--var",
+        help="variable by region, e.g. income_per_capita (default: the runs' only "
+        "subscripted variable; an error listing them when there are several)",
     )
     p.add_argument(
         "--weight",
-        default="population",
-        help="weight variable, or 'none' for equal weights (default: %(default)s)",
+        help="weight variable, e.g. population, or 'none' for equal weights (required)",
     )
-    p.add_argument("--dim", default="Region", help="regional dimension (default: %(default)s)")
+    p.add_argument(
+        "--dim",
+        help="the dimension to reduce over, e.g. Region (default: the variable's only one "
+        "besides time)",
+    )
     p.add_argument(
         "--time",
         action="append",
@@ -719,7 +844,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     Examples
     --------
-    >>> cmd_compare(parser.parse_args(["compare", "b.nc", "e.nc"]))  # doctest: +SKIP
+    >>> argv = ["compare", "b.nc", "e.nc", "--var", "income_per_capita", "--weight", "population"]
+    >>> cmd_compare(parser.parse_args(argv))  # doctest: +SKIP
     0
     """
     from sd_model.results import write_atomic
@@ -732,12 +858,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     runs = load_runs(args.runs)
     stacked = compare(runs, check_model=not args.any_model)
+    var = args.var if args.var is not None else _only_regional_variable(stacked)
+    if args.weight is None:
+        raise CompareError(
+            f"Say how to weight the regions for {var!r}: --weight VARIABLE (e.g. --weight "
+            "population) or --weight none for equal weights."
+        )
     weight = None if str(args.weight).lower() == "none" else args.weight
-    table = disparity_table(stacked, var=args.var, weight=weight, dim=args.dim, times=args.time)
+    table = disparity_table(stacked, var, weight, dim=args.dim, times=args.time)
     if out is None:
-        title = _label(stacked[args.var])
-        weights = f", weighted by {weight}" if weight else ""
-        print(f"Disparity of {title} across {args.dim}{weights}:")
+        title = _label(stacked[var])
+        weights = f", weighted by {weight}" if weight else ", equal weights"
+        print(f"Disparity of {title} across {table.attrs['dim']}{weights}:")
         with pd.option_context("display.max_rows", None, "display.width", 120):
             print(table.to_string(float_format=lambda x: f"{x:.4f}"))
         return 0
@@ -745,3 +877,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     write_atomic(out, lambda tmp: table.to_csv(tmp, sep=sep))
     print(f"wrote {out} ({len(table)} rows)")
     return 0
+
+
+def _only_regional_variable(ds: xr.Dataset) -> str:
+    """The one time-varying variable with a dim besides time and scenario, for ``--var``."""
+    names = [str(v) for v, da in ds.data_vars.items() if "time" in da.dims and _candidate_dims(da)]
+    if len(names) == 1:
+        return names[0]
+    shown = ", ".join(names[:12]) + (f" ... ({len(names)} in all)" if len(names) > 12 else "")
+    raise CompareError(
+        "Say which variable to compare: --var NAME; "
+        + (f"the subscripted variables are {shown}." if names else "the runs have none by region.")
+    )

@@ -1,8 +1,9 @@
 """Regional disparity indices and historical-fit statistics.
 
 Every function works on NumPy arrays (reducing along ``axis``) and on xarray DataArrays
-(reducing along the named ``dim``), and is vectorized over all other dimensions, so a
-whole simulation (``time`` x ``Region``) is reduced in one call.
+(reducing along the named ``dim``, which the caller always names: nothing here knows a
+model's dimensions), and is vectorized over all other dimensions, so a whole simulation
+(e.g. ``time`` x ``Region``) is reduced in one call.
 
 Disparity indices follow the formulas in the design notes (MODEL-DESIGN.md, section 5):
 population weights ``pi_i = p_i / sum(p)``, the weighted (national) mean
@@ -47,7 +48,11 @@ def _as_numpy(x: ArrayLike, axis: int, dim: str | None) -> tuple[np.ndarray, int
     """Return ``x`` as a float array and the axis to reduce over."""
     if isinstance(x, xr.DataArray):
         if dim is None:
-            raise ValueError("dim= is required for xarray input; e.g. dim='Region'")
+            dims = ", ".join(repr(str(d)) for d in x.dims) or "none"
+            raise ValueError(f"dim= is required for xarray input; the array's dims are {dims}.")
+        if dim not in x.dims:
+            dims = ", ".join(repr(str(d)) for d in x.dims) or "none"
+            raise ValueError(f"No dim {dim!r} to reduce over; the array's dims are {dims}.")
         return np.asarray(x.values, dtype=float), x.get_axis_num(dim)
     return np.asarray(x, dtype=float), axis
 

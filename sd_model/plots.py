@@ -7,12 +7,17 @@ nothing changes matplotlib's global style, so the functions work in notebooks, s
 headless (Agg) processes alike. ``cmd_plot`` is the ``sd-model plot`` command; it draws
 on a ``matplotlib.figure.Figure`` without pyplot.
 
+The functions are generic: the variable, the weights and the regional dimension are the
+caller's; a dimension left out is inferred only when the variable has exactly one besides
+``time`` and ``scenario`` (:func:`sd_model.compare.infer_dim`). matplotlib and seaborn are
+the ``plot`` extra (``pip install 'sd_model[plot]'``), imported on first use.
+
 Examples
 --------
 >>> import sd_model
 >>> from sd_model.plots import plot_regions
 >>> ds = sd_model.Scenario.from_yaml("scenarios/baseline.yaml").run()  # doctest: +SKIP
->>> ax = plot_regions(ds, "population", ["Astana", "Almaty city", "Shymkent"])  # doctest: +SKIP
+>>> ax = plot_regions(ds, "population", ["Astana", "Almaty city"], dim="Region")  # doctest: +SKIP
 >>> ax.figure.savefig("population.png")  # doctest: +SKIP
 """
 
@@ -23,17 +28,18 @@ import difflib
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sd_model._errors import SDModelError
+from sd_model._errors import CompareError, PlotError, import_optional
 from sd_model.compare import (
     DISPARITY_INDICES,
     compare,
     disparity_indices,
+    infer_dim,
     load_runs,
     observed_dataset,
 )
@@ -63,17 +69,25 @@ NATIONAL: tuple[str, ...] = get_args(National)
 _DIMENSIONLESS = {"", "dmnl", "1", "dimensionless", "fraction", "%", "percent"}
 
 
-class PlotError(SDModelError):
-    """A figure cannot be drawn from the given results or options."""
-
-
 # --------------------------------------------------------------------------- helpers
 def _seaborn() -> Any:
     # Imported on first use: seaborn (and pyplot with it) costs about a second, which
-    # every `sd-model` command would pay when the CLI builds its parsers.
-    import seaborn
+    # every `sd-model` command would pay when the CLI builds its parsers; and it is an
+    # optional dependency (the `plot` extra).
+    return import_optional("seaborn", "plot", "sd_model.plots")
 
-    return seaborn
+
+def _matplotlib(module: str) -> Any:
+    """``matplotlib.<module>``, or an error naming the ``plot`` extra."""
+    return import_optional(f"matplotlib.{module}", "plot", "sd_model.plots")
+
+
+def _dim(da: xr.DataArray, dim: str | None, what: str) -> str | None:
+    """``dim`` checked, or ``da``'s one regional dim (None for a national variable)."""
+    try:
+        return infer_dim(da, dim, what=what, required=False)
+    except CompareError as exc:
+        raise PlotError(str(exc)) from None
 
 
 def _label(da: xr.DataArray, suffix: str = "") -> str:
@@ -120,19 +134,15 @@ def _check_elements(da: xr.DataArray, dim: str, elements: Sequence[str]) -> list
 
 
 def _time_axis(ax: Axes, nbins: int | Literal["auto"] = "auto") -> None:
-    from matplotlib.ticker import MaxNLocator
-
     # Saved times are usually whole years: no "2012.5" ticks.
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
+    ax.xaxis.set_major_locator(_matplotlib("ticker").MaxNLocator(nbins=nbins, integer=True))
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float] = (9.0, 5.0)) -> Axes:
     if ax is not None:
         return ax
-    import matplotlib.pyplot as plt
-
-    _, new = plt.subplots(figsize=figsize, layout="constrained")
-    return new
+    _, new = _matplotlib("pyplot").subplots(figsize=figsize, layout="constrained")
+    return cast("Axes", new)
 
 
 def _series_dim(da: xr.DataArray, what: str) -> str | None:
@@ -197,8 +207,14 @@ def _national(
         raise PlotError(f"Unknown national={how!r}; choose one of {', '.join(NATIONAL)}.")
     if how == "auto":
         how = "weighted" if _is_intensive(da) else "sum"
-        if how == "weighted" and (weight is None or weight not in ds.data_vars):
-            how = "mean"
+        if how == "weighted" and weight is None:
+            units = str(da.attrs.get("units") or "")
+            raise PlotError(
+                f"{da.name!r} is a rate or a value per person (units {units!r}): its national "
+                f"value is a mean over {dim}. Say how to weight it: weight='population' (a "
+                "variable of the results; --weight on the command line), or national='mean' "
+                "for equal weights."
+            )
     if how == "sum":
         return da.sum(dim, skipna=False), f" (total over {dim})"
     if how == "mean":
@@ -220,7 +236,7 @@ def plot_regions(
     var: str,
     regions: Sequence[str] | None = None,
     *,
-    dim: str = "Region",
+    dim: str | None = None,
     ax: Axes | None = None,
     palette: str | Sequence[Any] | None = "husl",
 ) -> Axes:
@@ -235,7 +251,8 @@ def plot_regions(
     regions : sequence of str, optional
         Elements of ``dim`` to draw (default: all).
     dim : str, optional
-        The regional dimension.
+        The regional dimension (e.g. ``"Region"``); default: ``var``'s only dimension
+        besides ``time``.
     ax : matplotlib.axes.Axes, optional
         Where to draw (default: a new figure).
     palette : str or sequence, optional
@@ -250,7 +267,8 @@ def plot_regions(
     Raises
     ------
     PlotError
-        Unknown variable or region; a Dataset with more dims (select one scenario first).
+        Unknown variable or region; a Dataset with more dims (select one scenario first);
+        ``dim`` left out for a variable with several dims besides ``time``.
 
     Examples
     --------
@@ -263,7 +281,8 @@ def plot_regions(
     (2, 'population [persons]')
     """
     da = _variable(ds, var)
-    if dim in da.dims:
+    dim = _dim(da, dim, repr(var))
+    if dim is not None:
         if regions is not None:
             da = da.sel({dim: _check_elements(da, dim, regions)})
         last = np.asarray(da.isel(time=-1).values, dtype=float)
@@ -271,7 +290,7 @@ def plot_regions(
             order = np.argsort(-np.nan_to_num(last, nan=-np.inf), kind="stable")
             da = da.isel({dim: order})
     elif regions is not None:
-        raise PlotError(f"{var!r} has no {dim!r} dimension; drop the regions.")
+        raise PlotError(f"{var!r} has no regional dimension; drop the regions.")
     series = _series_dim(da, repr(var))
     ax = _new_axes(ax)
     _draw_lines(ax, da.transpose("time", ...), series, palette=palette)
@@ -291,8 +310,8 @@ def plot_scenarios(
     region: str | None = None,
     *,
     national: National = "auto",
-    weight: str | None = "population",
-    dim: str = "Region",
+    weight: str | None = None,
+    dim: str | None = None,
     ax: Axes | None = None,
     palette: str | Sequence[Any] | None = "colorblind",
 ) -> Axes:
@@ -310,11 +329,12 @@ def plot_scenarios(
         How a regional variable becomes national when ``region`` is None: ``"sum"``
         (population, GRP), ``"weighted"`` mean by ``weight`` (per-capita values),
         ``"mean"`` unweighted. ``"auto"`` takes ``"weighted"`` for dimensionless units
-        and units per person, else ``"sum"``.
+        and units per person (which then needs ``weight``), else ``"sum"``.
     weight : str, optional
-        Weight variable for ``national="weighted"``.
+        Weight variable for ``national="weighted"`` (e.g. ``"population"``).
     dim : str, optional
-        The regional dimension.
+        The regional dimension (e.g. ``"Region"``); default: ``var``'s only dimension
+        besides ``time`` and ``scenario``.
     ax : matplotlib.axes.Axes, optional
         Where to draw (default: a new figure).
     palette : str or sequence, optional
@@ -327,7 +347,8 @@ def plot_scenarios(
     Raises
     ------
     PlotError
-        Unknown variable or region, an unknown ``national``.
+        Unknown variable or region, an unknown ``national``, a weighted national value
+        without ``weight``.
 
     Examples
     --------
@@ -342,7 +363,8 @@ def plot_scenarios(
     da = _variable(compared, var)
     suffix = ""
     where = ""
-    if dim in da.dims:
+    dim = _dim(da, dim, repr(var))
+    if dim is not None:
         if region is None:
             da, suffix = _national(compared, da, national, weight, dim)
             da.attrs = dict(compared[var].attrs)
@@ -351,7 +373,7 @@ def plot_scenarios(
             da = da.sel({dim: region})
             where = f", {region}"
     elif region is not None:
-        raise PlotError(f"{var!r} is national (no {dim!r} dimension); drop region={region!r}.")
+        raise PlotError(f"{var!r} is national (no regional dimension); drop region={region!r}.")
     series = _series_dim(da, repr(var))
     ax = _new_axes(ax)
     _draw_lines(ax, da.transpose("time", ...), series, palette=palette)
@@ -368,9 +390,9 @@ def plot_disparity(
     data: xr.Dataset,
     index: str = "williamson",
     *,
-    var: str = "income_per_capita",
-    weight: str | None = "population",
-    dim: str = "Region",
+    var: str,
+    weight: str | None,
+    dim: str | None = None,
     ax: Axes | None = None,
     palette: str | Sequence[Any] | None = "colorblind",
 ) -> Axes:
@@ -382,12 +404,14 @@ def plot_disparity(
         One run, or runs stacked by :func:`sd_model.compare.compare`.
     index : {"williamson", "cv", "theil_t", "theil_l", "gini", "max_min"}, optional
         The index (computed by :mod:`sd_model.metrics`).
-    var : str, optional
-        The per-capita variable whose disparity across ``dim`` is measured.
-    weight : str, optional
-        Population weights (``None``: equal weights).
+    var : str
+        The per-capita variable whose disparity across ``dim`` is measured (e.g.
+        ``"income_per_capita"``).
+    weight : str or None
+        Population weights (e.g. ``"population"``; ``None``: equal weights).
     dim : str, optional
-        The regional dimension.
+        The regional dimension; default: ``var``'s only dimension besides ``time`` and
+        ``scenario``.
     ax : matplotlib.axes.Axes, optional
         Where to draw (default: a new figure).
     palette : str or sequence, optional
@@ -409,7 +433,7 @@ def plot_disparity(
     ...     {"income_per_capita": (("time", "Region"), [[1.0, 3.0], [2.0, 2.0]]),
     ...      "population": (("time", "Region"), [[3.0, 1.0], [1.0, 1.0]])},
     ...     coords={"time": [2022.0, 2023.0], "Region": ["A", "B"]})
-    >>> ax = plot_disparity(ds)
+    >>> ax = plot_disparity(ds, var="income_per_capita", weight="population")
     >>> ax.lines[0].get_ydata().round(4).tolist()
     [0.5774, 0.0]
     """
@@ -436,7 +460,7 @@ def plot_fit(
     regions: Sequence[str] | None = None,
     *,
     observed_var: str | None = None,
-    dim: str = "Region",
+    dim: str | None = None,
     calibration: tuple[float, float] | None = None,
     col_wrap: int = 4,
     fig: Figure | None = None,
@@ -457,7 +481,8 @@ def plot_fit(
     observed_var : str, optional
         Name of the observed series when it differs from ``var`` (``"grp_real"``).
     dim : str, optional
-        The regional dimension.
+        The regional dimension (e.g. ``"Region"``), which the observed data's region column
+        becomes; default: ``var``'s only dimension besides ``time``.
     calibration : (float, float), optional
         A calibration window to shade (e.g. ``(2010, 2018)``).
     col_wrap : int, optional
@@ -488,13 +513,16 @@ def plot_fit(
     """
     obs_name = observed_var or var
     sim = _variable(simulated, var)
-    obs_ds = observed_dataset(observed, region_dim=dim)
+    dim = _dim(sim, dim, repr(var))
+    # A national variable: observed regional rows (if any) get a dim of their own.
+    obs_dim = dim if dim is not None else "region"
+    obs_ds = observed_dataset(observed, region_dim=obs_dim)
     if obs_name not in obs_ds.data_vars:
         close = difflib.get_close_matches(obs_name, [str(v) for v in obs_ds.data_vars], n=3)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise PlotError(f"No observed series {obs_name!r}{hint}")
     obs = obs_ds[obs_name]
-    if dim in sim.dims:
+    if dim is not None:
         panels = _check_elements(sim, dim, regions) if regions is not None else None
         panels = panels or [str(e) for e in sim[dim].values]
     else:
@@ -502,18 +530,18 @@ def plot_fit(
     ncols = max(1, min(col_wrap, len(panels)))
     nrows = -(-len(panels) // ncols)
     if fig is None:
-        import matplotlib.pyplot as plt
-
-        fig = plt.figure(figsize=(3.2 * ncols + 1.0, 2.4 * nrows + 0.8), layout="constrained")
+        fig = _matplotlib("pyplot").figure(
+            figsize=(3.2 * ncols + 1.0, 2.4 * nrows + 0.8), layout="constrained"
+        )
     axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
     colours = _seaborn().color_palette("colorblind", 2)
     obs_times = np.asarray(obs["time"].values, dtype=float)
     for ax, region in zip(axes, panels, strict=False):
-        s = sim.sel({dim: region}) if region else sim
-        if region and dim in obs.dims:
+        s = sim.sel({dim: region}) if dim is not None else sim
+        if dim is not None and dim in obs.dims:
             a = obs.sel({dim: region}) if region in obs[dim].values else None
         else:
-            a = obs if dim not in obs.dims else None
+            a = obs if obs_dim not in obs.dims else None
         if calibration is not None:
             ax.axvspan(*calibration, color="0.92", zorder=0)
         ax.plot(s["time"].values, s.values, color=colours[0], label="simulated")
@@ -680,9 +708,9 @@ def _panels(n: int, col_wrap: int, fig: Figure | None) -> tuple[Figure, Any]:
     ncols = max(1, min(col_wrap, n))
     nrows = -(-n // ncols)
     if fig is None:
-        import matplotlib.pyplot as plt
-
-        fig = plt.figure(figsize=(3.6 * ncols + 1.0, 2.6 * nrows + 0.8), layout="constrained")
+        fig = _matplotlib("pyplot").figure(
+            figsize=(3.6 * ncols + 1.0, 2.6 * nrows + 0.8), layout="constrained"
+        )
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -939,7 +967,7 @@ def add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="draw a variable by region, or several runs side by side, to an image file",
         description="One run: one line per region. Several runs (of one model): one line "
         "per run, for one --region or the national value. --disparity draws a disparity "
-        "index of --var (default income_per_capita) across regions instead.",
+        "index of --var across regions instead.",
     )
     p.add_argument("runs", nargs="+", help="result files (.nc or .zarr)")
     p.add_argument("--var", help="variable to draw (python-safe name, e.g. population)")
@@ -948,6 +976,15 @@ def add_plot_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="region to draw (repeatable; one run: default all; several runs: default national)",
+    )
+    p.add_argument(
+        "--dim",
+        help="the regional dimension, e.g. Region (default: the variable's only one besides time)",
+    )
+    p.add_argument(
+        "--weight",
+        help="weight variable (e.g. population) for --disparity, or 'none' for equal weights; "
+        "and for national means of rates and per-person values",
     )
     p.add_argument(
         "--national",
@@ -1000,12 +1037,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     >>> cmd_plot(args)  # doctest: +SKIP
     0
     """
-    from matplotlib.figure import Figure
-
     from sd_model.results import write_atomic
 
     out = Path(args.output)
-    fig = Figure(figsize=(9.0, 5.0), layout="constrained")
+    fig = _matplotlib("figure").Figure(figsize=(9.0, 5.0), layout="constrained")
     formats = fig.canvas.get_supported_filetypes()
     fmt = out.suffix.lower().lstrip(".")
     if fmt not in formats:
@@ -1018,14 +1053,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     if data is None:
         data = compare(runs, check_model=not args.any_model)
     ax = fig.subplots()
+    weight = None if args.weight is None or args.weight.lower() == "none" else args.weight
     if args.disparity:
         if args.region:
             raise PlotError("--disparity is across all regions; drop --region.")
-        plot_disparity(data, args.disparity, var=args.var or "income_per_capita", ax=ax)
+        if not args.var or args.weight is None:
+            raise PlotError(
+                "--disparity needs the variable and its weights: --var NAME --weight NAME "
+                "(e.g. --var income_per_capita --weight population; --weight none for equal "
+                "weights)."
+            )
+        plot_disparity(data, args.disparity, var=args.var, weight=weight, dim=args.dim, ax=ax)
     elif not args.var:
         raise PlotError("Say what to draw: --var NAME (e.g. --var population) or --disparity.")
     elif len(runs) == 1:
-        plot_regions(data, args.var, args.region or None, ax=ax)
+        plot_regions(data, args.var, args.region or None, dim=args.dim, ax=ax)
     else:
         if len(args.region) > 1:
             raise PlotError(
@@ -1033,7 +1075,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
                 f"value); got {', '.join(args.region)}."
             )
         region = args.region[0] if args.region else None
-        plot_scenarios(data, args.var, region, national=args.national, ax=ax)
+        plot_scenarios(
+            data, args.var, region, national=args.national, weight=weight, dim=args.dim, ax=ax
+        )
     write_atomic(out, lambda tmp: fig.savefig(tmp, format=fmt, dpi=args.dpi))
     print(f"wrote {out}")
     return 0

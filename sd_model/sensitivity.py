@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 import xarray as xr
 
-from sd_model._errors import ParameterError, SDModelError, SettingsError
+from sd_model._errors import ParameterError, SDModelError, SettingsError, import_optional
 from sd_model._meta import VariableInfo
 from sd_model.backends import BackendName
 from sd_model.evaluate import choose_backend, evaluate
@@ -81,6 +81,11 @@ STATISTICS: dict[str, dict[str, str]] = {
 # Saved values of one chunk of runs on the compiled backend stay below this.
 _CHUNK_BYTES = 128 * 2**20
 _MAX_CHUNK = 4096
+
+
+def _salib(module: str) -> Any:
+    """A SALib module, or an error saying which extra installs it."""
+    return import_optional(module, "sensitivity", "sd_model.sensitivity")
 
 
 # --------------------------------------------------------------------------- design
@@ -306,7 +311,7 @@ class _Options:
     def sample(self, problem: dict[str, Any]) -> np.ndarray:
         """SALib's parameter sets, shape ``(runs, D)``."""
         if self.method == "sobol":
-            from SALib.sample import sobol as sobol_sample
+            sobol_sample = _salib("SALib.sample.sobol")
 
             return np.asarray(
                 sobol_sample.sample(
@@ -314,12 +319,12 @@ class _Options:
                 )
             )
         if self.method == "morris":
-            from SALib.sample import morris as morris_sample
+            morris_sample = _salib("SALib.sample.morris")
 
             return np.asarray(
                 morris_sample.sample(problem, self.n, num_levels=self.levels, seed=self.sample_seed)
             )
-        from SALib.sample import fast_sampler
+        fast_sampler = _salib("SALib.sample.fast_sampler")
 
         return np.asarray(
             fast_sampler.sample(problem, self.n, M=self.harmonics, seed=self.sample_seed)
@@ -431,7 +436,7 @@ def _analyze_column(
         # A variance-based index of an output that does not vary is 0/0.
         return {k: np.full(d, np.nan) for k in names}
     if method == "sobol":
-        from SALib.analyze import sobol as sobol_analyze
+        sobol_analyze = _salib("SALib.analyze.sobol")
 
         res = sobol_analyze.analyze(
             problem,
@@ -442,7 +447,7 @@ def _analyze_column(
             seed=seed,
         )
     elif method == "morris":
-        from SALib.analyze import morris as morris_analyze
+        morris_analyze = _salib("SALib.analyze.morris")
 
         res = morris_analyze.analyze(
             problem,
@@ -454,7 +459,7 @@ def _analyze_column(
             seed=seed,
         )
     else:
-        from SALib.analyze import fast as fast_analyze
+        fast_analyze = _salib("SALib.analyze.fast")
 
         with _numpy_global_state_kept(), warnings.catch_warnings():
             # Said once in our docs instead of once per output value.
@@ -506,7 +511,7 @@ def _run(
     show: bool,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Every row of ``x`` run, in chunks of ``chunk`` parameter sets per evaluation."""
-    from tqdm.auto import tqdm
+    tqdm = import_optional("tqdm.auto", "sensitivity", "sd_model.sensitivity").tqdm
 
     plain = used == "compiled" and _plain_arrays_fit(model, design)
     parts: dict[str, list[np.ndarray]] = {v.py_name: [] for v in variables}
@@ -741,7 +746,7 @@ def _indices(
     show: bool,
 ) -> xr.Dataset:
     """The indices of one output variable at the chosen times, as a Dataset."""
-    from tqdm.auto import tqdm
+    tqdm = import_optional("tqdm.auto", "sensitivity", "sd_model.sensitivity").tqdm
 
     timed = var.time_dependent and y.ndim >= 2 and y.shape[1] == len(times)
     if timed:

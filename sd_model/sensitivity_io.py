@@ -27,7 +27,7 @@ from typing import Any
 
 import xarray as xr
 
-from sd_model._errors import ScenarioError, SDModelError
+from sd_model._errors import ScenarioError, SDModelError, import_optional
 from sd_model.backends import BACKENDS
 from sd_model.integrate import SolverOptions
 from sd_model.options import TimeSettings
@@ -345,7 +345,7 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
 
 def _image_format(path: Path) -> str:
-    from matplotlib.figure import Figure
+    Figure = import_optional("matplotlib.figure", "plot", "Sensitivity plots").Figure
 
     formats = Figure().canvas.get_supported_filetypes()
     fmt = path.suffix.lower().lstrip(".")
@@ -369,7 +369,7 @@ def _parse_select(items: Sequence[str]) -> dict[str, str]:
 
 def _plot(ds: xr.Dataset, path: Path, select: Mapping[str, str]) -> None:
     """One panel per output, at the last analysed time, written to ``path``."""
-    from matplotlib.figure import Figure
+    Figure = import_optional("matplotlib.figure", "plot", "Sensitivity plots").Figure
 
     from sd_model.plots import plot_sensitivity
     from sd_model.results import write_atomic

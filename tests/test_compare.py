@@ -12,12 +12,15 @@ import pytest
 import xarray as xr
 
 import sd_model
+from sd_model import _errors
 from sd_model.compare import (
     CompareError,
     add_compare_parser,
     compare,
+    disparity_indices,
     disparity_table,
     fit_table,
+    infer_dim,
     observed_dataset,
 )
 
@@ -69,6 +72,13 @@ def _random_run(seed: int, **kw: object) -> xr.Dataset:
     return _run(rng.uniform(1, 10, shape), rng.uniform(1e5, 1e6, shape), **kw)  # type: ignore[arg-type]
 
 
+def _williamson(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Williamson (1965) index along the last axis, written out from its definition."""
+    mean = np.sum(p * y, axis=-1) / np.sum(p, axis=-1)
+    var = np.sum(p * (y - mean[..., None]) ** 2, axis=-1) / np.sum(p, axis=-1)
+    return np.sqrt(var) / mean
+
+
 # --------------------------------------------------------------------------- compare
 def test_compare_keeps_each_runs_values_exactly() -> None:
     a, b = _random_run(1, scenario="a"), _random_run(2, scenario="b")
@@ -101,8 +111,11 @@ def test_compared_runs_round_trip_through_netcdf(tmp_path: Path) -> None:
 
 
 def test_compare_selects_variables() -> None:
-    both = compare({"a": _random_run(1), "b": _random_run(2)}, ["gdp"])
-    assert list(both.data_vars) == ["gdp"]
+    a, b = _random_run(1), _random_run(2)
+    both = compare({"a": a, "b": b}, ["gdp", "population"])
+    assert list(both.data_vars) == ["gdp", "population"]
+    assert np.array_equal(both["population"].sel(scenario="b").values, b.population.values)
+    assert both["gdp"].sel(scenario="a").values.tolist() == [100.0, 101.0, 102.0, 103.0]
 
 
 def test_compare_refuses_runs_of_different_models() -> None:
@@ -110,8 +123,10 @@ def test_compare_refuses_runs_of_different_models() -> None:
     b = _random_run(2, sha="bbbbbbbbbbbbbbbb")
     with pytest.raises(CompareError, match=r"different models.*'a'.*'b'.*check_model=False"):
         compare({"a": a, "b": b})
-    assert isinstance(CompareError("x"), sd_model.SDModelError)
-    assert compare({"a": a, "b": b}, check_model=False).sizes["scenario"] == 2
+    both = compare({"a": a, "b": b}, check_model=False)
+    assert np.array_equal(both["income_per_capita"].sel(scenario="b").values, b.income_per_capita)
+    assert "model_sha256" not in both.attrs  # not shared: recorded per run instead
+    assert json.loads(both.attrs["runs"])["b"]["model_sha256"] == "bbbbbbbbbbbbbbbb"
     with pytest.raises(CompareError, match="different models"):
         compare({"a": a, "b": _random_run(3, sha=None)})
 
@@ -139,9 +154,18 @@ def test_compare_user_errors_are_clear() -> None:
 
 
 # --------------------------------------------------------------------------- disparity
+def test_errors_live_in_one_module_and_stay_importable_where_they_were() -> None:
+    # `from sd_model.compare import CompareError` (as users write it) is the class that
+    # sd_model._errors defines, so `except` clauses written either way catch the same error.
+    assert CompareError is _errors.CompareError
+    assert CompareError.__module__ == "sd_model._errors"
+    with pytest.raises(_errors.CompareError):
+        compare({})
+
+
 def test_disparity_of_identical_regions_is_zero() -> None:
     ds = _run(np.full((4, 3), 7.5), np.array([[1.0, 2.0, 3.0]] * 4))
-    table = disparity_table(ds)
+    table = disparity_table(ds, "income_per_capita", "population")
     for col in ("cv", "williamson", "theil_t", "theil_l", "gini"):
         assert np.allclose(table[col], 0.0, atol=1e-15), col
     assert np.allclose(table["max_min"], 1.0)
@@ -150,7 +174,7 @@ def test_disparity_of_identical_regions_is_zero() -> None:
 def test_disparity_table_matches_hand_computed_three_regions() -> None:
     # y = (1, 2, 4), populations (1, 2, 1): weights (1/4, 1/2, 1/4), weighted mean 9/4.
     ds = _run(np.array([[1.0, 2.0, 4.0]] * 4), np.array([[1.0, 2.0, 1.0]] * 4))
-    row = disparity_table(ds).iloc[0]
+    row = disparity_table(ds, "income_per_capita", "population", dim="Region").iloc[0]
     var_w = 0.25 * 1.25**2 + 0.5 * 0.25**2 + 0.25 * 1.75**2  # = 1.1875
     assert row["williamson"] == pytest.approx(np.sqrt(1.1875) / 2.25)
     assert var_w == pytest.approx(1.1875)
@@ -167,12 +191,14 @@ def test_disparity_table_matches_hand_computed_three_regions() -> None:
 
 def test_disparity_table_per_scenario_and_time() -> None:
     a, b = _random_run(1), _random_run(2)
-    table = disparity_table(compare({"a": a, "b": b}), times=[2023, 2025])
+    table = disparity_table(
+        compare({"a": a, "b": b}), "income_per_capita", "population", times=[2023, 2025]
+    )
     assert table.index.names == ["scenario", "time"]
     assert list(table.columns) == ["cv", "williamson", "theil_t", "theil_l", "gini", "max_min"]
     assert len(table) == 4
     for name, run in (("a", a), ("b", b)):
-        alone = disparity_table(run, times=[2023, 2025])
+        alone = disparity_table(run, "income_per_capita", "population", times=[2023, 2025])
         assert np.allclose(table.loc[name].to_numpy(), alone.to_numpy(), rtol=1e-14)
     # Williamson by hand for one cell.
     y = b.income_per_capita.sel(time=2025).values
@@ -184,22 +210,70 @@ def test_disparity_table_per_scenario_and_time() -> None:
 
 def test_disparity_without_weights_is_unweighted() -> None:
     run = _random_run(3)
-    table = disparity_table(run, weight=None)
+    table = disparity_table(run, "income_per_capita", None)
     # Equal weights: the Williamson index is the (population-std) CV.
     assert np.allclose(table["williamson"], table["cv"])
+    # y = (1, 2, 3, 4) with equal weights: Gini = sum_ij |y_i - y_j| / (2 n^2 mean)
+    # = 20 / (2 * 16 * 2.5) = 1/4; Theil T = mean(r ln r), r = y / 2.5.
+    four = xr.Dataset({"y": ("Zone", [1.0, 2.0, 3.0, 4.0])}, coords={"Zone": list("abcd")})
+    row = disparity_table(four, "y", None).iloc[0]
+    r = np.array([1.0, 2.0, 3.0, 4.0]) / 2.5
+    assert row["gini"] == pytest.approx(0.25)
+    assert row["theil_t"] == pytest.approx(np.mean(r * np.log(r)))
+    assert row["theil_l"] == pytest.approx(np.mean(np.log(1.0 / r)))
+    assert row["max_min"] == pytest.approx(4.0)
+
+
+def test_the_dimension_is_the_callers_or_the_only_candidate() -> None:
+    run = _random_run(4)
+    # Inferred: income_per_capita has one dim besides time (and scenario, once stacked).
+    both = compare({"a": run, "b": _random_run(5)})
+    assert infer_dim(both["income_per_capita"]) == "Region"
+    assert infer_dim(run["income_per_capita"], "Region") == "Region"
+    inferred = disparity_indices(both, "income_per_capita", "population")
+    named = disparity_indices(both, "income_per_capita", "population", dim="Region")
+    xr.testing.assert_identical(inferred, named)
+    expected = _williamson(run.income_per_capita.values, run.population.values)
+    assert np.allclose(inferred["williamson"].sel(scenario="a").values, expected, rtol=1e-14)
+    assert inferred.attrs == {
+        "variable": "income_per_capita",
+        "weight": "population",
+        "dim": "Region",
+    }
+    assert inferred["williamson"].attrs["description"] == (
+        "weighted Williamson index of income_per_capita across Region, weighted by population"
+    )
+    assert (
+        inferred["cv"].attrs["description"]
+        == "coefficient of variation of income_per_capita across Region"
+    )
+    # A variable by region and age: the caller must say which; the error lists both.
+    ages = xr.DataArray(
+        np.ones((4, 3, 2)), dims=("time", "Region", "Age"), coords={"time": TIMES}, name="x"
+    )
+    with pytest.raises(CompareError, match=r"several dims.*'Region', 'Age'.*dim='Region'"):
+        infer_dim(ages)
+    assert infer_dim(ages, "Age") == "Age"
+    with pytest.raises(CompareError, match=r"not 'Zone'; pass dim= one of 'time', 'Region'"):
+        infer_dim(ages, "Zone")
+    with pytest.raises(CompareError, match="none besides time and scenario"):
+        disparity_table(run, "gdp", None)
+    assert infer_dim(run["gdp"], required=False) is None
 
 
 def test_disparity_errors_name_the_fix() -> None:
     run = _random_run(1)
     with pytest.raises(CompareError, match=r"No saved time 2030.*2022 to 2025"):
-        disparity_table(run, times=[2030])
+        disparity_table(run, "income_per_capita", "population", times=[2030])
     with pytest.raises(CompareError, match="not 'Region'"):
-        disparity_table(run, var="gdp")
+        disparity_table(run, "gdp", None, dim="Region")
     with pytest.raises(CompareError, match="did you mean 'income_per_capita'"):
-        disparity_table(run, var="income_per_capta")
+        disparity_table(run, "income_per_capta", "population")
+    with pytest.raises(CompareError, match="did you mean 'population'"):
+        disparity_table(run, "income_per_capita", "populaton")
     bad = _run(np.array([[0.0, 1.0, 2.0]] * 4), np.ones((4, 3)))
     with pytest.raises(CompareError, match="values <= 0"):
-        disparity_table(bad)
+        disparity_table(bad, "income_per_capita", "population")
 
 
 # --------------------------------------------------------------------------- fit
@@ -216,7 +290,7 @@ def _observed_long(values: np.ndarray, variable: str = "population") -> pd.DataF
 def test_fit_table_pure_bias_is_all_um() -> None:
     obs = np.arange(12.0).reshape(4, 3) * 1000.0 + 5000.0
     sim = _run(np.ones((4, 3)), obs + 10.0)
-    fit = fit_table(sim, _observed_long(obs))
+    fit = fit_table(sim, _observed_long(obs))  # region_dim: population's only dim, Region
     assert list(fit["region"]) == REGIONS
     assert (fit["series"] == "population").all()
     assert np.allclose(fit["mse"], 100.0)
@@ -243,6 +317,11 @@ def test_fit_table_window_renames_and_national_series() -> None:
     fit = fit_table(sim, long, {"pop_obs": "population"}, times=slice(2022, 2023))
     assert (fit["n"] == 2).all()
     assert (fit["variable"] == "population").all()
+    # The window's two years only: MSE = mean((0.1 * obs)^2) over 2022-2023, per region.
+    expected_mse = np.mean((0.1 * obs[:2]) ** 2, axis=0)
+    assert np.allclose(fit["mse"], expected_mse, rtol=1e-12)
+    same = fit_table(sim, long, {"pop_obs": "population"}, region_dim="Region", times=[2022, 2023])
+    pd.testing.assert_frame_equal(same, fit)
     wide = pd.DataFrame({"gdp": sim.gdp.values - 1.0}, index=[int(t) for t in TIMES])
     national = fit_table(sim, wide)
     assert national["region"].tolist() == [""]
@@ -250,7 +329,22 @@ def test_fit_table_window_renames_and_national_series() -> None:
     with pytest.raises(CompareError, match="same name"):
         fit_table(sim, _observed_long(obs, variable="unrelated"))
     with pytest.raises(CompareError, match="duplicate rows"):
-        observed_dataset(pd.concat([long, long.iloc[:1]]))
+        observed_dataset(pd.concat([long, long.iloc[:1]]), region_dim="Region")
+
+
+def test_observed_regions_need_the_simulations_dimension() -> None:
+    obs = np.arange(1.0, 13.0).reshape(4, 3)
+    long = _observed_long(obs)
+    with pytest.raises(CompareError, match=r"'region' column.*region_dim='Region'"):
+        observed_dataset(long)
+    ds = observed_dataset(long, region_dim="Zone")
+    assert ds["population"].sel(Zone="South").values.tolist() == obs[:, 2].tolist()
+    # Two regional dims among the compared variables: fit_table() cannot guess.
+    sim = _run(np.ones((4, 3)), obs)
+    sim["by_age"] = xr.DataArray(np.ones((4, 2)), dims=("time", "Age"), coords={"time": TIMES})
+    both = pd.concat([long, _observed_long(obs, variable="by_age")])
+    with pytest.raises(CompareError, match=r"several regional dims \('Region', 'Age'\)"):
+        fit_table(sim, both, ["population", "by_age"])
 
 
 # --------------------------------------------------------------------------- CLI
@@ -272,24 +366,47 @@ def test_cli_prints_and_writes_the_table(
 ) -> None:
     a = _write(tmp_path, "a", _random_run(1, scenario="baseline"))
     b = _write(tmp_path, "b", _random_run(2, scenario="policy"))
-    assert _cli(["compare", a, b, "--time", "2025"]) == 0
+    var = ["--var", "income_per_capita", "--weight", "population"]
+    assert _cli(["compare", a, b, *var, "--time", "2025"]) == 0
     out = capsys.readouterr().out
-    assert "Income per Capita [thousand KZT/(person*Year)]" in out
+    assert "Income per Capita [thousand KZT/(person*Year)] across Region, weighted by" in out
     assert "baseline" in out and "policy" in out and "williamson" in out
     csv = tmp_path / "table.csv"
-    assert _cli(["compare", a, b, "-o", str(csv)]) == 0
+    assert _cli(["compare", a, b, *var, "-o", str(csv)]) == 0
     table = pd.read_csv(csv)
     assert list(table.columns[:2]) == ["scenario", "time"]
     assert len(table) == 2 * len(TIMES)
+    policy = _random_run(2)
+    expected = _williamson(policy.income_per_capita.values, policy.population.values)
+    got = table[table["scenario"] == "policy"].sort_values("time")["williamson"].to_numpy()
+    assert np.allclose(got, expected, rtol=1e-12)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nc", "b.nc", "table.csv"]
+
+
+def test_cli_infers_only_an_unambiguous_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _write(tmp_path, "a", _random_run(1))
+    with pytest.raises(CompareError, match=r"--var NAME.*income_per_capita, population\."):
+        _cli(["compare", a, "--weight", "none"])
+    with pytest.raises(CompareError, match=r"--weight VARIABLE.*--weight none"):
+        _cli(["compare", a, "--var", "income_per_capita"])
+    alone = _random_run(1).drop_vars("population")
+    single = _write(tmp_path, "single", alone)
+    csv = tmp_path / "t.csv"
+    assert _cli(["compare", single, "--weight", "none", "-o", str(csv)]) == 0
+    y = alone.income_per_capita.values
+    cv = y.std(axis=1) / y.mean(axis=1)
+    assert np.allclose(pd.read_csv(csv)["cv"], cv, rtol=1e-12)
 
 
 def test_cli_user_errors(tmp_path: Path) -> None:
     a = _write(tmp_path, "a", _random_run(1, sha="one"))
     b = _write(tmp_path, "b", _random_run(2, sha="two"))
+    var = ["--var", "income_per_capita", "--weight", "population"]
     with pytest.raises(sd_model.SDModelError, match="different models"):
-        _cli(["compare", a, b])
-    assert _cli(["compare", a, b, "--any-model", "-o", str(tmp_path / "t.tab")]) == 0
+        _cli(["compare", a, b, *var])
+    assert _cli(["compare", a, b, *var, "--any-model", "-o", str(tmp_path / "t.tab")]) == 0
     with pytest.raises(sd_model.SDModelError, match="unknown extension '.xlsx'"):
         _cli(["compare", a, "-o", str(tmp_path / "t.xlsx")])
     with pytest.raises(sd_model.SDModelError, match="No results"):
@@ -316,7 +433,7 @@ def test_disparity_table_reproduces_the_models_own_indices(
     # The model computes its Williamson and Theil indices in its own equations
     # (models/README.md, "Disparity indicators"); ours must agree at every time.
     both = compare(kazakhstan_runs)
-    table = disparity_table(both)
+    table = disparity_table(both, "income_per_capita", "population", dim="Region")
     assert both.sizes["Region"] == 20
     model_w = both["williamson_index"].to_series().reorder_levels(table.index.names)
     model_t = both["theil_index"].to_series().reorder_levels(table.index.names)
@@ -338,9 +455,9 @@ def test_compare_refuses_the_hindcast_with_the_forecast(
 
 
 def test_fit_table_reproduces_the_calibration_report() -> None:
-    # models/data/hindcast_fit.csv is written by models/calibrate_kazakhstan.py from a
-    # PySD run (Euler, dt 0.25) of the hindcast model; the compiled backend's Euler run
-    # through fit_table() must give the same statistics for the calibration window.
+    # models/data/hindcast_fit.csv is written by models/kazakhstan_hindcast.py from a
+    # compiled Euler run of the hindcast scenario; fit_table() on a fresh run must give
+    # the same statistics for the calibration window.
     sc = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "hindcast.yaml")
     hindcast = sc.run(backend="compiled", method="euler")
     observed = pd.read_csv(ROOT / "models" / "data" / "harmonised_series.csv")

@@ -209,15 +209,23 @@ def _flat(cm, obs: list[dict[str, np.ndarray]], scenario: int = 0) -> dict[str, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("models", "min_compared"),
+    [(stock_flow_models(), 3), (array_models(), 20)],
+    ids=["stock_flow", "subscripted"],
+)
 @settings(
     max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-@given(text=stock_flow_models())
-def test_random_models_match_pysd(text: str) -> None:
+@given(data=st.data())
+def test_random_models_match_pysd(
+    models: st.SearchStrategy[str], min_compared: int, data: st.DataObject
+) -> None:
     import pysd
 
+    text = data.draw(models, label="model")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         folder = pathlib.Path(tmp)
@@ -236,36 +244,7 @@ def test_random_models_match_pysd(text: str) -> None:
         expected = df[col].to_numpy(dtype=float)
         np.testing.assert_allclose(ours[col], expected, rtol=1e-9, atol=1e-9, err_msg=col)
         compared += 1
-    assert compared >= 3
-
-
-@pytest.mark.slow
-@settings(
-    max_examples=10,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(text=array_models())
-def test_random_subscripted_models_match_pysd(text: str) -> None:
-    import pysd
-
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        folder = pathlib.Path(tmp)
-        cm, path = _compile_text(text, folder)
-        df = pysd.read_vensim(str(path)).run()
-        assume(bool(np.isfinite(df.to_numpy(dtype=float)).all()))
-        grid = cm.default_grid()
-        res = integrate(cm.system([{}], grid), grid, SolverOptions(method="euler"))
-    ours = _flat(cm, res.observations)
-    compared = 0
-    for col in df.columns:
-        if col not in ours:
-            continue
-        expected = df[col].to_numpy(dtype=float)
-        np.testing.assert_allclose(ours[col], expected, rtol=1e-9, atol=1e-9, err_msg=col)
-        compared += 1
-    assert compared >= 20
+    assert compared >= min_compared
 
 
 @pytest.fixture(scope="module")

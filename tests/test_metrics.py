@@ -112,21 +112,53 @@ def test_theil_u1_bounds():
     a = np.array([1.0, 2.0, 3.0])
     assert metrics.theil_u1(a, a) == 0.0
     assert metrics.theil_u1(-a, a) == pytest.approx(1.0)
+    # S = (2, 2, 2), A = (1, 2, 3): RMSE = sqrt(2/3), sqrt(mean S^2) = 2,
+    # sqrt(mean A^2) = sqrt(14/3).
+    s = np.full(3, 2.0)
+    expected = np.sqrt(2 / 3) / (2.0 + np.sqrt(14 / 3))
+    assert metrics.theil_u1(s, a) == pytest.approx(expected)
+
+
+def test_unweighted_indices_of_one_to_four():
+    # y = (1, 2, 3, 4), equal weights: mean 5/2, population std sqrt(5/4).
+    y = np.array([1.0, 2.0, 3.0, 4.0])
+    # Gini = sum_ij |y_i - y_j| / (2 n^2 mean): the ordered pairs' differences sum to 20.
+    assert metrics.gini(y) == pytest.approx(20.0 / (2 * 16 * 2.5))
+    assert metrics.coefficient_of_variation(y) == pytest.approx(np.sqrt(1.25) / 2.5)
+    # With equal populations the Williamson index is that CV.
+    assert metrics.williamson_index(y, np.ones(4)) == pytest.approx(np.sqrt(1.25) / 2.5)
+    # Theil T = (1/n) sum r ln r and L = (1/n) sum ln(1/r), r = y / mean.
+    t = (0.4 * np.log(0.4) + 0.8 * np.log(0.8) + 1.2 * np.log(1.2) + 1.6 * np.log(1.6)) / 4
+    assert metrics.theil_index(y) == pytest.approx(t)
+    el = -(np.log(0.4) + np.log(0.8) + np.log(1.2) + np.log(1.6)) / 4
+    assert metrics.theil_l(y) == pytest.approx(el)
 
 
 def test_xarray_fit_statistics_align_on_time():
     years = np.arange(2010, 2015)
+    # Simulated: region a overshoots by 10 %, 20 %, 30 %, 40 %, 50 % of 100; b is exact.
+    sim_a = 100.0 * (1.0 + 0.1 * np.arange(1, 6))
     sim = xr.DataArray(
-        np.ones((5, 2)) * 1.1, dims=("time", "Region"), coords={"time": years, "Region": ["a", "b"]}
+        np.stack([sim_a, np.full(5, 100.0)], axis=1),
+        dims=("time", "Zone"),
+        coords={"time": years, "Zone": ["a", "b"]},
     )
+    # Observed only in 2011-2013 and with the dims the other way round.
     act = xr.DataArray(
-        np.ones((2, 3)), dims=("Region", "time"), coords={"time": years[1:4], "Region": ["a", "b"]}
+        np.full((2, 3), 100.0),
+        dims=("Zone", "time"),
+        coords={"time": years[1:4], "Zone": ["a", "b"]},
     )
     out = metrics.mape(sim, act, dim="time")
-    assert out.dims == ("Region",)
-    assert np.allclose(out.values, 10.0)
+    assert out.dims == ("Zone",)
+    # 2011-2013 only: errors of 20, 30 and 40 % in a, none in b.
+    assert np.allclose(out.values, [30.0, 0.0])
+    rmspe = metrics.rmspe(sim, act, dim="time")
+    assert np.allclose(rmspe.values, [100 * np.sqrt((0.04 + 0.09 + 0.16) / 3), 0.0])
 
 
 def test_xarray_requires_dim():
-    with pytest.raises(ValueError, match="dim="):
-        metrics.mape(xr.DataArray([1.0]), xr.DataArray([1.0]))
+    with pytest.raises(ValueError, match=r"dim= is required.*dims are 'time'"):
+        metrics.mape(xr.DataArray([1.0], dims="time"), xr.DataArray([1.0], dims="time"))
+    with pytest.raises(ValueError, match=r"No dim 'Region'.*dims are 'time', 'Zone'"):
+        metrics.gini(xr.DataArray(np.ones((2, 3)), dims=("time", "Zone")), dim="Region")

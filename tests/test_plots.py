@@ -19,6 +19,7 @@ import xarray as xr
 from PIL import Image
 
 import sd_model
+from sd_model import _errors
 from sd_model.compare import compare
 from sd_model.plots import (
     PlotError,
@@ -96,10 +97,34 @@ def test_plot_regions_subset_axes_and_national_variable() -> None:
     ds = _run(2)
     _, ax = plt.subplots()
     assert plot_regions(ds, "income_per_capita", ["South", "North"], ax=ax) is ax
-    assert sorted(_lines(ax)) == ["North", "South"]
+    lines = _lines(ax)
+    assert sorted(lines) == ["North", "South"]
+    for region in ("North", "South"):
+        assert np.array_equal(lines[region], ds.income_per_capita.sel(Region=region).values)
     assert ax.get_ylabel() == f"Income per Capita [{INCOME_UNITS}]"
     ax2 = plot_regions(ds, "gdp")
     assert len(ax2.lines) == 1 and ax2.get_ylabel() == "GDP"
+    assert np.array_equal(ax2.lines[0].get_ydata(), ds.gdp.values)
+    assert np.array_equal(ax2.lines[0].get_xdata(), TIMES)
+
+
+def test_the_regional_dimension_is_named_or_the_only_one() -> None:
+    # Nothing assumes a dim called "Region": a model subscripted by Zone draws the same way.
+    ds = _run(6).rename({"Region": "Zone"})
+    lines = _lines(plot_regions(ds, "population", ["Centre"]))
+    assert np.array_equal(lines["Centre"], ds.population.sel(Zone="Centre").values)
+    named = _lines(plot_regions(ds, "population", ["Centre"], dim="Zone"))
+    assert np.array_equal(named["Centre"], lines["Centre"])
+    with pytest.raises(PlotError, match=r"not 'Region'; pass dim= one of 'time', 'Zone'"):
+        plot_regions(ds, "population", dim="Region")
+    # Two candidate dims: the error names both and how to choose.
+    ds["by_age"] = xr.DataArray(
+        np.ones((len(TIMES), len(REGIONS), 2)),
+        dims=("time", "Zone", "Age"),
+        coords={"Age": ["young", "old"]},
+    )
+    with pytest.raises(PlotError, match=r"several dims.*'Zone', 'Age'.*dim='Zone'"):
+        plot_regions(ds, "by_age")
 
 
 def test_plot_regions_errors() -> None:
@@ -131,7 +156,13 @@ def test_unknown_region_suggests_only_close_names() -> None:
         plot_regions(ds, "population", ["almaty City"])
     with pytest.raises(PlotError, match=r"did you mean 'Turkistan'\?$"):
         plot_scenarios(compare({"a": ds, "b": ds}), "population", "Turkestan")
-    assert isinstance(PlotError("x"), sd_model.SDModelError)
+
+
+def test_plot_error_is_defined_once_and_importable_from_plots() -> None:
+    assert PlotError is _errors.PlotError
+    assert PlotError.__module__ == "sd_model._errors"
+    with pytest.raises(_errors.PlotError, match="Unknown index"):
+        plot_disparity(_run(1), "atkinson", var="income_per_capita", weight=None)
 
 
 # --------------------------------------------------------------------------- plot_scenarios
@@ -148,15 +179,17 @@ def test_plot_scenarios_one_region_and_national_aggregates() -> None:
     total = plot_scenarios(both, "population")
     assert np.allclose(_lines(total)["baseline"], a.population.values.sum(axis=1))
     assert "total" in total.get_title()
-    # Per-person units are averaged with population weights.
-    mean = plot_scenarios(both, "income_per_capita")
+    # Per-person units are averaged with the weights the caller names.
+    mean = plot_scenarios(both, "income_per_capita", weight="population")
     p, y = a.population.values, a.income_per_capita.values
     assert np.allclose(_lines(mean)["baseline"], (p * y).sum(axis=1) / p.sum(axis=1))
     assert mean.get_ylabel() == f"Income per Capita [{INCOME_UNITS}]"
     # So are dimensionless rates, unless asked otherwise.
     rate = plot_scenarios(both, "unemployment_rate", national="mean")
     assert np.allclose(_lines(rate)["policy"], b.unemployment_rate.values.mean(axis=1))
-    assert len(plot_scenarios(both, "gdp").lines) == 2
+    national = _lines(plot_scenarios(both, "gdp"))
+    assert np.array_equal(national["baseline"], a.gdp.values)
+    assert np.array_equal(national["policy"], b.gdp.values)
 
 
 def test_plot_scenarios_errors() -> None:
@@ -165,12 +198,19 @@ def test_plot_scenarios_errors() -> None:
         plot_scenarios(both, "gdp", "North")
     with pytest.raises(PlotError, match="Unknown national"):
         plot_scenarios(both, "population", national="median")  # type: ignore[arg-type]
+    # A rate's national value is a mean: without weights it must be asked for.
+    with pytest.raises(PlotError, match=r"'unemployment_rate'.*weight='population'.*'mean'"):
+        plot_scenarios(both, "unemployment_rate")
+    with pytest.raises(PlotError, match="needs a weight variable.*'populaton'"):
+        plot_scenarios(both, "unemployment_rate", weight="populaton")
 
 
 # --------------------------------------------------------------------------- plot_disparity
 def test_plot_disparity_draws_the_hand_computed_williamson_index() -> None:
     a, b = _run(1), _run(2)
-    ax = plot_disparity(compare({"baseline": a, "policy": b}))
+    ax = plot_disparity(
+        compare({"baseline": a, "policy": b}), var="income_per_capita", weight="population"
+    )
     lines = _lines(ax)
     assert list(lines) == ["baseline", "policy"]
     for name, run in (("baseline", a), ("policy", b)):
@@ -179,11 +219,15 @@ def test_plot_disparity_draws_the_hand_computed_williamson_index() -> None:
         sd = np.sqrt((p * (y - mean[:, None]) ** 2).sum(axis=1) / p.sum(axis=1))
         assert np.allclose(lines[name], sd / mean)
     assert ax.get_ylabel() == "Williamson index of Income per Capita [Dmnl]"
-    single = plot_disparity(a, "max_min")
+    single = plot_disparity(a, "max_min", var="income_per_capita", weight="population")
     expected = a.income_per_capita.max("Region") / a.income_per_capita.min("Region")
     assert np.allclose(single.lines[0].get_ydata(), expected.values)
     with pytest.raises(PlotError, match="Unknown index 'atkinson'"):
-        plot_disparity(a, "atkinson")
+        plot_disparity(a, "atkinson", var="income_per_capita", weight="population")
+    # Equal weights: the Williamson index is the CV with the population (ddof=0) std.
+    equal = plot_disparity(a, var="income_per_capita", weight=None)
+    y = a.income_per_capita.values
+    assert np.allclose(equal.lines[0].get_ydata(), y.std(axis=1) / y.mean(axis=1))
 
 
 # --------------------------------------------------------------------------- plot_fit
@@ -236,10 +280,11 @@ def test_cli_writes_readable_images_without_pyplot(tmp_path: Path) -> None:
     pixels = mpimg.imread(png)
     assert pixels.ndim == 3 and pixels.std() > 0  # not a blank image
     out = tmp_path / "scen.png"
-    assert _cli(["plot", str(a), str(b), "--var", "income_per_capita", "-o", str(out)]) == 0
+    income = ["--var", "income_per_capita", "--weight", "population"]
+    assert _cli(["plot", str(a), str(b), *income, "-o", str(out)]) == 0
     assert mpimg.imread(out).shape[2] in (3, 4)
     pdf = tmp_path / "w.pdf"
-    assert _cli(["plot", str(a), str(b), "--disparity", "gini", "-o", str(pdf)]) == 0
+    assert _cli(["plot", str(a), str(b), "--disparity", "gini", *income, "-o", str(pdf)]) == 0
     assert pdf.read_bytes().startswith(b"%PDF")
     assert plt.get_fignums() == before  # the command does not leave pyplot figures behind
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -259,6 +304,11 @@ def test_cli_user_errors(tmp_path: Path) -> None:
         _cli(["plot", str(a), "--var", "population", "-o", str(tmp_path / "f.xyz")])
     with pytest.raises(sd_model.SDModelError, match="--var NAME"):
         _cli(["plot", str(a), "-o", str(tmp_path / "f.png")])
+    with pytest.raises(PlotError, match="--disparity needs.*--var NAME --weight NAME"):
+        _cli(["plot", str(a), "--disparity", "gini", "-o", str(tmp_path / "f.png")])
+    with pytest.raises(PlotError, match="--disparity needs"):
+        argv = ["plot", str(a), "--disparity", "gini", "--var", "income_per_capita"]
+        _cli([*argv, "-o", str(tmp_path / "f.png")])
     with pytest.raises(sd_model.SDModelError, match="different models"):
         _cli(["plot", str(a), str(b), "--var", "population", "-o", str(tmp_path / "f.png")])
     argv = ["plot", str(a), str(b), "--any-model", "--var", "population"]

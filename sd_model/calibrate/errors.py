@@ -33,7 +33,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 from scipy import special
 
-from sd_model._errors import SDModelError
+from sd_model._errors import CalibrationError
 
 ErrorKind = Literal["normal", "lognormal", "absolute", "poisson", "negative_binomial"]
 ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
@@ -42,10 +42,6 @@ ERROR_KINDS: tuple[str, ...] = get_args(ErrorKind)
 # variance is a thousand times mu**2; above 1e6 the model is Poisson for any count seen.
 _LOG_PHI_RANGE = (math.log(1e-3), math.log(1e6))
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-
-
-class CalibrationError(SDModelError):
-    """Calibration input is invalid (data, parameters, error models, options)."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import pandas as pd
 import xarray as xr
 
 from sd_model import metrics
+from sd_model._errors import import_optional
 from sd_model.backends import BackendName
 from sd_model.calibrate.errors import CalibrationError
 from sd_model.calibrate.observations import Series
@@ -219,7 +220,7 @@ def progress_bar(enabled: bool, total: int, desc: str) -> Iterator[Callable[[int
     if not enabled:
         yield None
         return
-    from tqdm.auto import tqdm
+    tqdm = import_optional("tqdm.auto", "calibrate", "calibrate(progress=True)").tqdm
 
     bar = tqdm(total=total, desc=desc, unit="step", leave=False)
     try:
@@ -511,6 +512,11 @@ class Fit:
                 "log_likelihood": self.log_likelihood,
                 "n_observations": self.n_observations,
                 "stderr": dict(self.stderr),
+                # For draws from the normal approximation (e.g. forecast bands later).
+                "covariance": {
+                    "parameters": [str(k) for k in self.covariance.index],
+                    "matrix": self.covariance.to_numpy(dtype=float).tolist(),
+                },
                 "error_models": {
                     s.label: em.describe()
                     for s, em in zip(self.series, self._payoff.errors, strict=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from sd_model._errors import import_optional
 from sd_model.calibrate.config import CalibrationFile, number
 from sd_model.calibrate.errors import CalibrationError
 
@@ -181,7 +182,7 @@ def _bands(
 
 
 def _figure(draw: Any, path: Path) -> Path:
-    from matplotlib.figure import Figure
+    Figure = import_optional("matplotlib.figure", "plot", "Calibration figures").Figure
 
     fig = Figure(figsize=(8, 5), layout="constrained")
     draw(fig)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import xarray as xr
 
-from sd_model._errors import SDModelWarning
+from sd_model._errors import SDModelWarning, import_optional
 from sd_model.backends import BackendName
 from sd_model.calibrate.errors import CalibrationError
 from sd_model.calibrate.payoff import ErrorSpec, Payoff, build_payoff, nuisance_names
@@ -138,7 +138,7 @@ def sample_posterior(
             f"Unknown option(s) {sorted(bootstrap_options)} of sample_posterior (emcee)."
         )
     _check_counts(draws=draws, tune=tune, walkers=walkers)
-    import emcee
+    emcee = import_optional("emcee", "calibrate", "sample_posterior")
 
     payoff = build_payoff(
         model,
@@ -345,7 +345,7 @@ def split_rhat(x: np.ndarray) -> float:
 
 def _ess(values: np.ndarray) -> np.ndarray:
     """Effective sample sizes from emcee's integrated autocorrelation time."""
-    import emcee
+    emcee = import_optional("emcee", "calibrate", "sample_posterior")
 
     nchain, ndraw, d = values.shape
     if ndraw < 4:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from sd_model._errors import SDModelError
+from sd_model._errors import CheckFileError
 from sd_model.checks._expressions import Expression, Fail, Names
 from sd_model.overrides import normalize_name
 
@@ -48,10 +48,6 @@ SYMBOLS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "approx": "~="}
 _TIME_ARGS = ("initial_time", "final_time", "saveper", "time_step")
 
 Key = tuple[Any, ...]  # where a value sits in the YAML: ("checks", 0, "tests", 2, "at")
-
-
-class CheckFileError(SDModelError):
-    """A check file is malformed; the message names the file, the line and the fix."""
 
 
 @dataclass(frozen=True)
