@@ -237,10 +237,15 @@ def _run_compiled(
     compiled = model.compiled()
     system = compiled.system(overrides, grid, continuous=solver.adaptive)
     result = integrate(system, grid, solver)
+    messages = list(result.messages)
+    note = getattr(system, "kernel_note", "")
+    if solver.method == "euler-numba" and note and "could not compile" not in note:
+        # A compile failure has warned already; the other reasons are said here, once.
+        messages.append(f"euler-numba: {note}; ran fixed-step Euler in NumPy (same results).")
     obs = result.observations
     values: dict[str, np.ndarray] = {}
     if not obs:
-        return np.asarray(result.times), values, [int(result.nfev)] * len(overrides), []
+        return np.asarray(result.times), values, [int(result.nfev)] * len(overrides), messages
     first = obs[0]
     n = len(obs)
     for var in variables:
@@ -259,7 +264,7 @@ def _run_compiled(
         values[name] = out
     # One integration for the batch: its evaluations are every run's.
     nfev = [int(result.nfev)] * len(overrides)
-    return np.asarray(result.times), values, nfev, list(result.messages)
+    return np.asarray(result.times), values, nfev, messages
 
 
 def _run_pysd(

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sd_model._errors import SDModelError, SDModelWarning
+from sd_model._errors import SDModelError, SDModelWarning, import_optional
 from sd_model._meta import VariableInfo
 
 OUTPUT_FORMATS = {".nc": "netcdf", ".nc4": "netcdf", ".csv": "csv", ".tab": "tab", ".tsv": "tab"}
@@ -252,6 +252,7 @@ def open_results(path: str | os.PathLike[str], *, allow_partial: bool = False) -
     if not p.exists():
         raise SDModelError(f"No results at {p}.")
     if p.is_dir() or p.suffix == ".zarr":
+        import_optional("zarr", "sweep", f"Opening {p}")
         ds = xr.open_zarr(p)
     elif p.suffix.lower() in {".nc", ".nc4"}:
         ds = xr.open_dataset(p)

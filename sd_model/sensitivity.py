@@ -83,11 +83,6 @@ _CHUNK_BYTES = 128 * 2**20
 _MAX_CHUNK = 4096
 
 
-def _salib(module: str) -> Any:
-    """A SALib module, or an error saying which extra installs it."""
-    return import_optional(module, "sensitivity", "sd_model.sensitivity")
-
-
 # --------------------------------------------------------------------------- design
 @dataclass(frozen=True)
 class _Design:
@@ -311,7 +306,9 @@ class _Options:
     def sample(self, problem: dict[str, Any]) -> np.ndarray:
         """SALib's parameter sets, shape ``(runs, D)``."""
         if self.method == "sobol":
-            sobol_sample = _salib("SALib.sample.sobol")
+            sobol_sample = import_optional(
+                "SALib.sample.sobol", "sensitivity", "sd_model.sensitivity"
+            )
 
             return np.asarray(
                 sobol_sample.sample(
@@ -319,12 +316,16 @@ class _Options:
                 )
             )
         if self.method == "morris":
-            morris_sample = _salib("SALib.sample.morris")
+            morris_sample = import_optional(
+                "SALib.sample.morris", "sensitivity", "sd_model.sensitivity"
+            )
 
             return np.asarray(
                 morris_sample.sample(problem, self.n, num_levels=self.levels, seed=self.sample_seed)
             )
-        fast_sampler = _salib("SALib.sample.fast_sampler")
+        fast_sampler = import_optional(
+            "SALib.sample.fast_sampler", "sensitivity", "sd_model.sensitivity"
+        )
 
         return np.asarray(
             fast_sampler.sample(problem, self.n, M=self.harmonics, seed=self.sample_seed)
@@ -436,7 +437,9 @@ def _analyze_column(
         # A variance-based index of an output that does not vary is 0/0.
         return {k: np.full(d, np.nan) for k in names}
     if method == "sobol":
-        sobol_analyze = _salib("SALib.analyze.sobol")
+        sobol_analyze = import_optional(
+            "SALib.analyze.sobol", "sensitivity", "sd_model.sensitivity"
+        )
 
         res = sobol_analyze.analyze(
             problem,
@@ -447,7 +450,9 @@ def _analyze_column(
             seed=seed,
         )
     elif method == "morris":
-        morris_analyze = _salib("SALib.analyze.morris")
+        morris_analyze = import_optional(
+            "SALib.analyze.morris", "sensitivity", "sd_model.sensitivity"
+        )
 
         res = morris_analyze.analyze(
             problem,
@@ -459,7 +464,7 @@ def _analyze_column(
             seed=seed,
         )
     else:
-        fast_analyze = _salib("SALib.analyze.fast")
+        fast_analyze = import_optional("SALib.analyze.fast", "sensitivity", "sd_model.sensitivity")
 
         with _numpy_global_state_kept(), warnings.catch_warnings():
             # Said once in our docs instead of once per output value.

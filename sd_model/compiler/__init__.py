@@ -1,18 +1,44 @@
-"""Compile PySD's abstract model into a batched, pure-NumPy system (issue 3).
+"""Compile PySD's abstract model into a batched, pure-NumPy system (and a numba kernel).
 
-How it works
-------------
-``compile_model`` walks every component's abstract syntax tree (``_build``) and emits
-Python source over NumPy arrays: one statement per model variable, in dependency
-order. Every array has a leading batch axis (scenarios); the other axes follow the
-component's subscripts, and references to other variables are re-indexed into them
-(subranges, mappings, transposition, single elements) with precomputed index arrays.
-Only generated identifiers and numeric literals appear in the source, never text from
-the model file. ``CompiledModel.source`` shows it.
+Pipeline
+--------
+::
 
-``CompiledModel.system(overrides, grid)`` (``_system``) binds the source to one
-overrides mapping per scenario and a time grid and returns a
-:class:`CompiledSystem` (the :class:`sd_model.integrate.System` protocol):
+    AbstractModel (PySD)
+        │  _build.build_program      resolve names, macros, subscripts, external data
+        ▼
+    _lowered.Program                 typed, frozen: elements, components (Expr trees),
+        │                            stateful objects, constants, breakpoints
+        ├─► _emit_numpy.generate     NumPy source: _init, _rhs, _obs  ──► _system.CompiledSystem
+        └─► _kernel.generate_kernel  one numba function for a whole Euler run (optional)
+
+Both emitters read the lowered program and nothing else; neither imports the compiler.
+
+Where things go
+---------------
+* **A new stateful construct** (a SMOOTH-like function with state): one
+  :class:`~sd_model.compiler._statefuls.StatefulKind` row in ``_statefuls.KINDS``
+  (PySD structure, argument roles, dependency roles per phase, state layout, NumPy and
+  numba emission). The compiler, both emitters and the system read that row.
+* **A new builtin function**: elementwise ones are one row in ``_builtins.FUNCTIONS``
+  (arity, NumPy callable, numba callable; runtime helpers in ``_runtime`` and the
+  ``_k_*`` helpers of ``_kernel``). Functions with their own structure (reductions,
+  STEP/PULSE-like time functions, vector functions) get a lowering case in
+  ``_build._Compiler._x_CallStructure``, a node in ``_lowered`` if none fits
+  (``NumpyOnly`` when only the NumPy path supports it) and a case in each emitter.
+* **A new emitter** (C, JAX, ...): a module that walks ``_lowered.Program`` like
+  ``_emit_numpy`` and ``_kernel`` do, writing stateful objects through new fields of
+  ``StatefulKind`` and builtins through a new column of ``_builtins.FUNCTIONS``.
+
+How it runs
+-----------
+``CompiledModel.system(overrides, grid)`` (``_system``) binds the generated code to one
+overrides mapping per scenario and a time grid and returns a :class:`CompiledSystem`
+(the :class:`sd_model.integrate.System` protocol). Every array has a leading batch axis
+(scenarios); the other axes follow the component's subscripts, and references to other
+variables are re-indexed into them with precomputed index arrays. Only generated
+identifiers and numeric literals appear in generated source, never text from the model
+file. ``CompiledModel.source`` shows it.
 
 * ``_init`` evaluates every variable at the initial time in initialisation order
   (``INITIAL``, ``ACTIVE INITIAL``, stocks whose initial values depend on others);
@@ -22,21 +48,21 @@ overrides mapping per scenario and a time grid and returns a
 * ``_obs`` computes every time-dependent variable at a saved time.
 
 State layout: ``y`` is scenario-major (``y.reshape(B, n_state)[b]`` is scenario
-``b``); within a scenario, one block per stateful object in model order: a stock,
-the ``n`` stages of a SMOOTH/SMOOTHI/SMOOTH3/SMOOTH N (stage contents), of a
-DELAY1/DELAY3/DELAY N and their I forms (stage contents times the delay time, as PySD),
-followed for DELAY N by the ``n`` remembered stage delay times, the pipe of a DELAY
-FIXED, the averaged input of TREND and FORECAST, the sample of SAMPLE IF TRUE.
-``state_labels`` names every entry (``"Stock[elem]"``, ``"SMOOTH(name)[elem]#stage"``;
-``"b:"`` prefixes for batches).
+``b``); within a scenario, one block per stateful object in model order, laid out by
+its kind (``StatefulKind.layout``): a stock, the ``n`` stages of a SMOOTH (stage
+contents), of a DELAY (stage contents times the delay time, as PySD) followed for DELAY
+N by the ``n`` remembered stage delay times, the pipe of a DELAY FIXED, the averaged
+input of TREND and FORECAST, the sample of SAMPLE IF TRUE. ``state_labels`` names every
+entry (``"Stock[elem]"``, ``"SMOOTH(name)[elem]#stage"``; ``"b:"`` prefixes for
+batches).
 
-Optional numba kernel: :meth:`CompiledSystem.run_euler` runs a whole fixed-step
-Euler integration (and the observations at saved times) in one ``numba.njit``
-function generated from the same syntax trees as scalar loops (``_kernel``); it
-returns None when numba is missing, the model uses a construct the kernel does not
-cover, or numba cannot compile it (very large models), so callers fall back to
-``sd_model.integrate.integrate``. Its first call compiles (~10 s); later calls with
-the same model reuse the compiled function.
+Optional numba kernel: :meth:`CompiledSystem.run_euler` runs a whole fixed-step Euler
+integration (and the observations at saved times) in one ``numba.njit`` function. Its
+source is generated once per compiled model; the compiled function is cached on disk.
+It returns None (and says why in ``CompiledSystem.kernel_note``) when numba is missing
+or the model uses a construct the kernel does not cover; when numba cannot compile the
+kernel (very large models) it also warns, and the failure is cached on disk so later
+processes do not try again. Callers then fall back to ``sd_model.integrate.integrate``.
 
 Semantics are copied from PySD's builder and runtime (``pysd/builders/python`` and
 ``pysd/py_backend``), including where PySD differs from Vensim (DELAY order reduction
@@ -67,8 +93,12 @@ import numpy as np
 from sd_model._errors import UnsupportedFeatureError
 from sd_model._meta import SDKind, VariableInfo
 from sd_model.compiler import _runtime
-from sd_model.compiler._build import CONTROL_NAMES, Program, build_program
-from sd_model.compiler._system import Code, CompiledSystem, generate
+from sd_model.compiler._build import build_program
+from sd_model.compiler._emit_numpy import Code, expr_src, generate
+from sd_model.compiler._kernel import KernelSource, KernelUnsupported, generate_kernel
+from sd_model.compiler._lowered import CONTROL_NAMES, Program
+from sd_model.compiler._statefuls import KINDS
+from sd_model.compiler._system import CompiledSystem
 from sd_model.integrate import TimeGrid
 
 __all__ = ["CompiledModel", "CompiledSystem", "compile_model"]
@@ -94,6 +124,7 @@ class CompiledModel:
     def __init__(self, program: Program) -> None:
         self._program = program
         self._code: dict[frozenset[int], Code] = {}
+        self._kernels: dict[frozenset[int], KernelSource | KernelUnsupported] = {}
         self.coords: dict[str, list[str]] = {k: list(v) for k, v in program.subscripts.items()}
         self.time_units: str = program.time_units
         # generate once now: reports circular definitions at compile time
@@ -102,7 +133,7 @@ class CompiledModel:
         self.lookups: list[VariableInfo] = []
         flows: set[int] = set()
         for sf in program.statefuls:
-            if sf.kind == "integ":
+            if KINDS[sf.kind].stock:
                 flows |= sf.ddt_refs
         for e in program.elements:
             if e.hidden:
@@ -146,6 +177,19 @@ class CompiledModel:
             self._code[forced] = generate(self._program, forced)
         return self._code[forced]
 
+    def _kernel_for(self, forced: frozenset[int]) -> KernelSource | KernelUnsupported:
+        """The numba kernel's source (or why there is none), generated once."""
+        if forced not in self._kernels:
+            code = self._code_for(forced)
+            try:
+                ks: KernelSource | KernelUnsupported = generate_kernel(
+                    self._program, code.dynamic, code.obs_names
+                )
+            except KernelUnsupported as exc:
+                ks = exc
+            self._kernels[forced] = ks
+        return self._kernels[forced]
+
     @property
     def source(self) -> str:
         """The generated Python source (for inspection and debugging)."""
@@ -157,9 +201,10 @@ class CompiledModel:
         # The time grid is fixed when a run starts; a control variable that depends on
         # TIME or on the state would silently be frozen at its initial value.
         dynamic = self._code_for(frozenset()).dynamic
+        control = {name: expr_src(e) for name, e in prog.control.items()}
         changing = [
             name
-            for name, src in prog.control.items()
+            for name, src in control.items()
             if re.search(r"\b_T\b", src) or prog.control_refs.get(name, set()) & dynamic
         ]
         if changing:
@@ -187,7 +232,7 @@ class CompiledModel:
             for py_name, short in CONTROL_NAMES.items():
                 env[short] = values[py_name]
             env["_T"] = values["initial_time"]
-            for py_name, src in prog.control.items():
+            for py_name, src in control.items():
                 try:
                     with np.errstate(all="ignore"):
                         values[py_name] = float(np.asarray(eval(src, env)).ravel()[0])
@@ -240,7 +285,14 @@ class CompiledModel:
         sd_model.ParameterError
             For unknown names, non-constant targets or badly shaped values.
         """
-        return CompiledSystem(self._program, self._code_for, overrides, grid, continuous=continuous)
+        return CompiledSystem(
+            self._program,
+            self._code_for,
+            overrides,
+            grid,
+            continuous=continuous,
+            kernel_for=self._kernel_for,
+        )
 
 
 def _limits(limits: Any) -> tuple[float | None, float | None]:

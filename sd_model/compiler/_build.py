@@ -1,21 +1,22 @@
-"""Translate PySD's AbstractModel into NumPy source code.
+"""Lower PySD's AbstractModel into the typed program of :mod:`sd_model.compiler._lowered`.
 
-The compiler walks each component's abstract syntax tree and emits a Python
-expression over NumPy arrays. Every value carries a leading batch axis (scenarios);
-the remaining axes are aligned with the *context* of the component being compiled
-(its subscript ranges, in order), with size-1 axes where a value does not vary, so
-plain NumPy broadcasting implements Vensim's subscript semantics. References to
-other variables are re-indexed into the context with precomputed index arrays
-(subranges, mappings, transposition, single elements).
+The compiler walks each component's abstract syntax tree and resolves everything
+model-specific: names (and macro scopes), subscript alignment, subscript ranges used
+as numbers, external data (read here, at compile time), lookups, stateful objects
+(described by :data:`sd_model.compiler._statefuls.KINDS`). Every value carries a
+leading batch axis (scenarios); the remaining axes are aligned with the *context* of
+the component being compiled (its subscript ranges, in order), with size-1 axes where
+a value does not vary, so plain broadcasting implements Vensim's subscript semantics.
+References to other variables are re-indexed into the context with precomputed index
+arrays (subranges, mappings, transposition, single elements).
 
-Only identifiers generated here (``v3``, ``o7``, ``IX12``...) and numeric literals
-appear in the source; names and strings from the model file never do, so a model
+Only generated identifiers (``v3``, ``o7``, ``IX12``...) and numeric literals reach
+the emitters' source; names and strings from the model file never do, so a model
 cannot inject code.
 """
 
 from __future__ import annotations
 
-import math
 import pathlib
 import warnings
 from dataclasses import dataclass, field
@@ -30,94 +31,10 @@ from pysd.translators.structures.abstract_model import (
 )
 
 from sd_model._errors import UnsupportedFeatureError
-
-CONTROL_NAMES = {
-    "initial_time": "TI",
-    "final_time": "TF",
-    "time_step": "DT",
-    "saveper": "SP",
-}
-
-# Vensim/XMILE functions that map one-to-one onto a NumPy or runtime call.
-_SIMPLE = {
-    "abs": ("np.abs", 1),
-    "exp": ("np.exp", 1),
-    "sin": ("np.sin", 1),
-    "cos": ("np.cos", 1),
-    "tan": ("np.tan", 1),
-    "arcsin": ("np.arcsin", 1),
-    "arccos": ("np.arccos", 1),
-    "arctan": ("np.arctan", 1),
-    "sinh": ("np.sinh", 1),
-    "cosh": ("np.cosh", 1),
-    "tanh": ("np.tanh", 1),
-    "sqrt": ("np.sqrt", 1),
-    "ln": ("np.log", 1),
-    "log": ("_rt.log", 2),
-    "power": ("np.power", 2),
-    "min": ("np.minimum", 2),
-    "max": ("np.maximum", 2),
-    "integer": ("_rt.integer", 1),
-    "quantum": ("_rt.quantum", 2),
-    "modulo": ("_rt.modulo", 2),
-    "xidz": ("_rt.xidz", 3),
-    "zidz": ("_rt.zidz", 2),
-    "if_then_else": ("_rt.where", 3),
-}
-_REDUCE = {"sum": "np.add", "prod": "np.multiply", "vmin": "np.minimum", "vmax": "np.maximum"}
-_BINARY = {
-    "^": "**",
-    "*": "*",
-    "/": "/",
-    "+": "+",
-    "-": "-",
-    "=": "==",
-    "<>": "!=",
-    ">=": ">=",
-    ">": ">",
-    "<=": "<=",
-    "<": "<",
-}
-_COMPARISONS = {"==", "!=", ">=", ">", "<=", "<"}
-
-
-def num(x: float) -> str:
-    """Source literal of a float (``inf``/``nan`` through names)."""
-    x = float(x)
-    if math.isnan(x):
-        return "_NAN"
-    if math.isinf(x):
-        return "_INF" if x > 0 else "(-_INF)"
-    return repr(x)
-
-
-@dataclass
-class ArithmeticStructureLike:
-    """An operator chain of already compiled operands."""
-
-    ops: list[str]
-    args: list[str]
-
-    def join(self) -> str:
-        parts = [f"({self.args[0]})"]
-        for op, a in zip(self.ops, self.args[1:], strict=True):
-            parts += [_BINARY[op], f"({a})"]
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class Ctx:
-    """The subscript context of a component: dim names (as written) and coords."""
-
-    names: tuple[str, ...] = ()
-    coords: tuple[tuple[str, ...], ...] = ()
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(len(c) for c in self.coords)
-
-    def extend(self, name: str, coords: list[str]) -> Ctx:
-        return Ctx((*self.names, name), (*self.coords, tuple(coords)))
+from sd_model.compiler import _lowered as lw
+from sd_model.compiler._builtins import FUNCTIONS, REDUCERS, TIME_FUNCTIONS
+from sd_model.compiler._lowered import BINARY, CONTROL_NAMES, Ctx, Expr, Program
+from sd_model.compiler._statefuls import BY_STRUCTURE, KINDS
 
 
 @dataclass
@@ -129,34 +46,9 @@ class Collector:
 
 
 @dataclass
-class Stateful:
-    """A stateful object (stock, SMOOTH, DELAY...) embedded in a component."""
-
-    index: int
-    kind: str  # integ, smooth, delay, delayn, delayfixed, trend, forecast, sampleiftrue,
-    # initial, active_initial
-    element: int
-    ctx: Ctx
-    args: dict[str, str]
-    init_refs: set[int]
-    dyn_refs: set[int]
-    ddt_refs: set[int]
-    order_src: str | None = None
-    non_negative: bool = False
-    label: str = ""
-
-
-@dataclass
-class Component:
-    ctx: Ctx
-    src: str
-    cells: tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] | None  # (elem idx, ctx idx)
-    direct: bool
-    ast: Any = None
-
-
-@dataclass
 class Element:
+    """An element while it is being lowered (frozen into a :class:`_lowered.Element`)."""
+
     index: int
     name: str
     py_name: str
@@ -166,7 +58,7 @@ class Element:
     doc: str
     limits: tuple[Any, Any]
     kind: str = "auxiliary"  # stock, auxiliary, constant, lookup, data
-    components: list[Component] = field(default_factory=list)
+    components: list[lw.Component] = field(default_factory=list)
     refs: set[int] = field(default_factory=set)  # element refs of the value expressions
     statefuls: list[int] = field(default_factory=list)
     uses_time: bool = False
@@ -179,30 +71,25 @@ class Element:
     def shape(self) -> tuple[int, ...]:
         return tuple(len(c) for c in self.coords)
 
-
-@dataclass
-class Breakpoint:
-    kind: str
-    args: list[str]
-    refs: set[int]
-    dynamic: bool
-
-
-@dataclass
-class Program:
-    """The compiled model before it is bound to parameters and a time grid."""
-
-    elements: list[Element]
-    statefuls: list[Stateful]
-    consts: dict[str, Any]
-    breakpoints: list[Breakpoint]
-    control: dict[str, str]  # control var -> source (init phase)
-    control_refs: dict[str, set[int]]
-    subscripts: dict[str, list[str]]
-    by_py_name: dict[str, int]
-    time_units: str
-    fancy: set[int]
-    compiler: Any = None
+    def freeze(self) -> lw.Element:
+        return lw.Element(
+            index=self.index,
+            name=self.name,
+            py_name=self.py_name,
+            dims=self.dims,
+            coords=self.coords,
+            units=self.units,
+            doc=self.doc,
+            limits=self.limits,
+            kind=self.kind,
+            components=tuple(self.components),
+            refs=frozenset(self.refs),
+            statefuls=tuple(self.statefuls),
+            uses_time=self.uses_time,
+            lookup_tables=self.lookup_tables,
+            lookup_mode=self.lookup_mode,
+            hidden=self.hidden,
+        )
 
 
 class _Compiler:
@@ -229,13 +116,12 @@ class _Compiler:
         self._const_keys: dict[Any, str] = {}
         self.elements: list[Element] = []
         self.by_clean: dict[str, int] = {}
-        self.control: dict[str, str] = {}
+        self.control: dict[str, Expr] = {}
         self.control_refs: dict[str, set[int]] = {}
         self.control_elements: dict[str, Any] = {}
-        self.statefuls: list[Stateful] = []
+        self.statefuls: list[lw.Stateful] = []
         self.fancy: set[int] = set()
-        self.notes: dict[tuple[int, int], Any] = {}
-        self.breakpoints: list[Breakpoint] = []
+        self.breakpoints: list[lw.Breakpoint] = []
         self.time_units = ""
         self._col: list[Collector] = []
         self._element: Element | None = None
@@ -268,11 +154,6 @@ class _Compiler:
     def _clean(name: str) -> str:
         # PySD's NamespaceManager keys its cleanspace this way; ASTs reference it.
         return name.lower().replace(" ", "_")
-
-    def _note(self, ast: Any, value: Any) -> None:
-        """Remember what an AST node compiled to (read by the optional numba kernel)."""
-        if self._element is not None:
-            self.notes[(self._element.index, id(ast))] = value
 
     def const(self, value: Any, prefix: str = "C", key: Any = None) -> str:
         """Register a constant object in the generated module's namespace."""
@@ -318,22 +199,21 @@ class _Compiler:
             col = Collector()
             self._col.append(col)
             self._element = None
-            src = self.expr(comp.ast, Ctx())
+            expr = self.expr(comp.ast, Ctx())
             self._col.pop()
-            self.control[py_name] = src
+            self.control[py_name] = expr
             self.control_refs[py_name] = col.refs
         return Program(
-            elements=self.elements,
-            statefuls=self.statefuls,
+            elements=tuple(e.freeze() for e in self.elements),
+            statefuls=tuple(self.statefuls),
             consts=self.consts,
-            breakpoints=self.breakpoints,
+            breakpoints=tuple(self.breakpoints),
             control=self.control,
-            control_refs=self.control_refs,
+            control_refs={k: frozenset(v) for k, v in self.control_refs.items()},
             subscripts=self.subs,
             by_py_name={e.py_name: e.index for e in self.elements if not e.hidden},
             time_units=self.time_units,
-            fancy=self.fancy,
-            compiler=self,
+            fancy=frozenset(self.fancy),
         )
 
     def _compile_element(self, el: Element, ael: AbstractElement) -> None:
@@ -357,16 +237,14 @@ class _Compiler:
         self._col.append(col)
         for comp in comps:
             ctx = self._ctx(comp.subscripts[0])
+            expr: Expr
             if isinstance(comp.ast, ae.GetConstantsStructure):
-                src = self._ext_constant(comp, ctx)
-                self._note(comp.ast, src)
+                expr = self._ext_constant(comp, ctx)
             elif isinstance(comp.ast, ae.GetDataStructure):
-                src = self._ext_data(comp, ctx)
+                expr = self._ext_data(comp, ctx)
             else:
-                src = self.expr(comp.ast, ctx)
-            placed = self._place(el, ctx, comp.subscripts[1], src)
-            placed.ast = comp.ast
-            el.components.append(placed)
+                expr = self.expr(comp.ast, ctx)
+            el.components.append(self._place(el, ctx, comp.subscripts[1], expr))
         self._col.pop()
         el.refs = col.refs
         el.uses_time = col.dynamic
@@ -377,7 +255,7 @@ class _Compiler:
         d = self.sm.make_coord_dict(list(subs))
         return Ctx(tuple(d), tuple(tuple(v) for v in d.values()))
 
-    def _place(self, el: Element, ctx: Ctx, excepts: list[list[str]], src: str) -> Component:
+    def _place(self, el: Element, ctx: Ctx, excepts: list[list[str]], expr: Expr) -> lw.Component:
         """Where a component's cells go in the element's array."""
         if len(ctx.names) != len(el.dims):
             raise self.unsupported("a component with a different number of subscripts")
@@ -391,7 +269,7 @@ class _Compiler:
         if not excepts:
             direct = all(list(p) == list(range(len(el.coords[k]))) for k, p in enumerate(positions))
             if direct:
-                return Component(ctx, src, None, True)
+                return lw.Component(ctx, expr, None, True)
         grids = np.meshgrid(*[np.arange(len(c)) for c in ctx.coords], indexing="ij")
         ctx_idx = [g.ravel() for g in grids]
         keep = np.ones(ctx_idx[0].size if ctx_idx else 1, dtype=bool)
@@ -407,7 +285,7 @@ class _Compiler:
             keep &= ~hit
         cidx = tuple(i[keep] for i in ctx_idx)
         eidx = tuple(np.asarray(positions[k])[cidx[k]] for k in range(len(cidx)))
-        return Component(ctx, src, (eidx, cidx), False)
+        return lw.Component(ctx, expr, (eidx, cidx), False)
 
     # ------------------------------------------------------------------ lookups
     def _compile_lookup(self, el: Element, comps: list[Any]) -> None:
@@ -423,7 +301,7 @@ class _Compiler:
             x = np.concatenate([x, np.repeat(x[-1:], n - len(x))])
             y = np.concatenate([y, np.repeat(y[-1:], n - len(y))])
             ctx = self._ctx(comp.subscripts[0])
-            placed = self._place(el, ctx, comp.subscripts[1], "")
+            placed = self._place(el, ctx, comp.subscripts[1], lw.Num(0.0))
             if placed.direct:
                 xs[0, ...] = x
                 ys[0, ...] = y
@@ -474,7 +352,7 @@ class _Compiler:
         xs = np.broadcast_to(x, y.shape)[None].copy()
         el.lookup_tables = (xs, y[None].copy())
 
-    def _ext_data(self, comp: Any, ctx: Ctx) -> str:
+    def _ext_data(self, comp: Any, ctx: Ctx) -> Expr:
         from pysd.py_backend.external import ExtData
 
         a = comp.ast
@@ -502,10 +380,9 @@ class _Compiler:
         xs = self.const(np.broadcast_to(x, y.shape)[None].copy(), "A")
         ys = self.const(y[None].copy(), "A")
         self._mark_dynamic()
-        self._note(a, (xs, ys, obj.interp))
-        return f"_rt.lookup(_T, {xs}, {ys}, {obj.interp!r})"
+        return lw.DataSeries(xs, ys, str(obj.interp))
 
-    def _ext_constant(self, comp: Any, ctx: Ctx) -> str:
+    def _ext_constant(self, comp: Any, ctx: Ctx) -> Expr:
         from pysd.py_backend.external import ExtConstant
 
         a = comp.ast
@@ -519,78 +396,57 @@ class _Compiler:
             arr = np.asarray(data.transpose(*ctx.names).values, dtype=float)
         else:
             arr = np.asarray(float(data))
-        return self.const(arr[None], "A")
+        return lw.Const(self.const(arr[None], "A"))
 
     # ------------------------------------------------------------------ expressions
-    def expr(self, ast: Any, ctx: Ctx) -> str:
-        """Source of ``ast`` aligned to ``ctx``."""
+    def expr(self, ast: Any, ctx: Ctx) -> Expr:
+        """``ast`` lowered and aligned to ``ctx``."""
         if isinstance(ast, bool | int | float | np.integer | np.floating):
-            return num(float(ast))
+            return lw.Num(float(ast))
         if isinstance(ast, np.ndarray):
             arr = np.asarray(ast, dtype=float).reshape(ctx.shape)
-            name = self.const(arr[None], "A")
-            self._note(ast, name)
-            return name
+            return lw.Const(self.const(arr[None], "A"))
         name = type(ast).__name__
-        if name in _STATEFUL_FIELDS:
-            kind, fields = _STATEFUL_FIELDS[name]
-            return self._stateful(kind, ctx, node=ast, **{f: getattr(ast, f) for f in fields})
+        if name in BY_STRUCTURE:
+            spec = BY_STRUCTURE[name]
+            return self._stateful(
+                spec.name,
+                ctx,
+                non_negative=bool(getattr(ast, "non_negative", False)),
+                **{f: getattr(ast, f) for f in spec.fields},
+            )
         method = getattr(self, "_x_" + name, None)
         if method is None:
             raise self.unsupported(name)
-        return str(method(ast, ctx))
+        out: Expr = method(ast, ctx)
+        return out
 
-    def _x_ArithmeticStructure(self, ast: ae.ArithmeticStructure, ctx: Ctx) -> str:
-        args = [self.expr(a, ctx) for a in ast.arguments]
-        ops = list(ast.operators)
+    def _x_ArithmeticStructure(self, ast: ae.ArithmeticStructure, ctx: Ctx) -> Expr:
+        args = tuple(self.expr(a, ctx) for a in ast.arguments)
+        ops = tuple(ast.operators)
         if len(args) == 1:
             op = ops[0]
-            if op == "negative":
-                return f"(-(1.0*{args[0]}))"
             if op == "+":
                 return args[0]
-            raise self.unsupported(f"the unary operator {op!r}")
-        first = ast.arguments[0]
-        if (
-            ops[0] == "^"
-            and isinstance(first, int | float | np.integer | np.floating)
-            and first < 0
-        ):
-            # PySD writes the literal as "-2**2", which Python and Vensim read as -(2**2)
-            rest = ArithmeticStructureLike(ops, [num(-float(first)), *args[1:]])
-            return f"(-({rest.join()}))"
-        parts = [f"({args[0]})"]
-        for op, a in zip(ops, args[1:], strict=True):
-            if op not in _BINARY:
+            if op != "negative":
+                raise self.unsupported(f"the unary operator {op!r}")
+            return lw.Arith(ops, args)
+        for op in ops:
+            if op not in BINARY:
                 raise self.unsupported(f"the operator {op!r}")
-            py = _BINARY[op]
-            parts.append(py)
-            parts.append(f"({a})")
-        src = " ".join(parts)
-        if any(_BINARY[o] in _COMPARISONS for o in ops):
-            # Vensim's comparisons are numbers (1/0), NumPy's are booleans.
-            src = f"(1.0*({src}))"
-        return f"({src})"
+        return lw.Arith(ops, args)
 
-    def _x_LogicStructure(self, ast: ae.LogicStructure, ctx: Ctx) -> str:
-        args = [self.expr(a, ctx) for a in ast.arguments]
-        ops = list(ast.operators)
+    def _x_LogicStructure(self, ast: ae.LogicStructure, ctx: Ctx) -> Expr:
+        args = tuple(self.expr(a, ctx) for a in ast.arguments)
+        ops = tuple(ast.operators)
         if len(args) == 1:
-            if ops[0] == ":NOT:":
-                return f"(1.0*np.logical_not({args[0]}))"
-            raise self.unsupported(f"the logical operator {ops[0]!r}")
-        # Built right to left, as PySD's OperationBuilder does.
-        right = args[-1]
-        for op, left in zip(reversed(ops), reversed(args[:-1]), strict=True):
-            if op == ":AND:":
-                right = f"np.logical_and({left}, {right})"
-            elif op == ":OR:":
-                right = f"np.logical_or({left}, {right})"
-            elif op in _BINARY:
-                right = f"(({left}) {_BINARY[op]} ({right}))"
-            else:
+            if ops[0] != ":NOT:":
+                raise self.unsupported(f"the logical operator {ops[0]!r}")
+            return lw.Logic(ops, args)
+        for op in ops:
+            if op not in (":AND:", ":OR:") and op not in BINARY:
                 raise self.unsupported(f"the logical operator {op!r}")
-        return f"(1.0*{right})"
+        return lw.Logic(ops, args)
 
     def _mark_dynamic(self) -> None:
         if self._col:
@@ -600,14 +456,14 @@ class _Compiler:
         if self._col:
             self._col[-1].refs.add(i)
 
-    def _x_ReferenceStructure(self, ast: ae.ReferenceStructure, ctx: Ctx) -> str:
+    def _x_ReferenceStructure(self, ast: ae.ReferenceStructure, ctx: Ctx) -> Expr:
         ref = ast.reference
         subs = list(ast.subscripts.subscripts) if ast.subscripts else []
         if ref == "time":
             self._mark_dynamic()
-            return "_T"
+            return lw.Time()
         if ref in CONTROL_NAMES:
-            return CONTROL_NAMES[ref]
+            return lw.Control(ref)
         if self._scope is not None:
             if ref not in self._scope:
                 raise self.unsupported(f"the reference '{ref}' inside a macro")
@@ -629,11 +485,11 @@ class _Compiler:
                     self._add_ref(el.index)
                     return self._ref_src(el.index, subs, ctx)
             if clean in CONTROL_NAMES:
-                return CONTROL_NAMES[clean]
+                return lw.Control(clean)
         if ref in self._subnum:
             rng, values = self._subnum[ref]
             if rng is None:
-                return num(values[0])
+                return lw.Num(values[0])
             arr = np.asarray(values)
             name = self._find_ctx_dim(rng, ctx)
             if name is None:
@@ -642,18 +498,16 @@ class _Compiler:
             idx = [self.subs[rng].index(c) for c in ctx.coords[p]]
             shape = [1] * len(ctx.names)
             shape[p] = len(idx)
-            name = self.const(arr[idx].reshape([1, *shape]), "A")
-            self._note(ast, name)
-            return name
+            return lw.Const(self.const(arr[idx].reshape([1, *shape]), "A"))
         raise self.unsupported(f"the unknown reference '{ref}'")
 
-    def _ref_src(self, i: int, subs: list[str], ctx: Ctx) -> str:
+    def _ref_src(self, i: int, subs: list[str], ctx: Ctx) -> lw.Ref:
         el = self.elements[i]
-        idx = self._index(el.dims, el.coords, subs, ctx)
+        entries, idx = self._index(el.dims, el.coords, subs, ctx)
         if idx.startswith("[IX"):
             # gathered with index arrays: the value must have its full shape
             self.fancy.add(i)
-        return f"v{i}{idx}"
+        return lw.Ref(i, entries, idx)
 
     def _find_ctx_dim(self, rng: str, ctx: Ctx) -> str | None:
         if rng in ctx.names:
@@ -672,13 +526,14 @@ class _Compiler:
         coords: tuple[tuple[str, ...], ...],
         subs: list[str],
         ctx: Ctx,
-    ) -> str:
-        """Indexing suffix that aligns a variable's array ``(B, *dims)`` to ``ctx``."""
+    ) -> tuple[lw.Entries, str]:
+        """How a variable's array ``(B, *dims)`` aligns to ``ctx``: entries and NumPy suffix."""
         n = len(ctx.names)
         if not dims:
-            return "" if n == 0 else "[:" + ", None" * n + "]"
+            return (), ("" if n == 0 else "[:" + ", None" * n + "]")
         entries = self.entries(dims, coords, subs, ctx)
-        return self._index_src(entries, coords, n)
+        frozen = tuple((ax, tuple(pos)) for ax, pos in entries)
+        return frozen, self._index_src(entries, coords, n)
 
     def entries(
         self,
@@ -770,11 +625,11 @@ class _Compiler:
         raise self.unsupported(f"the subscript range {sub} in a reference")
 
     # ------------------------------------------------------------------ calls
-    def _x_CallStructure(self, ast: ae.CallStructure, ctx: Ctx) -> str:
+    def _x_CallStructure(self, ast: ae.CallStructure, ctx: Ctx) -> Expr:
         fname = ast.function.reference
         args = list(ast.arguments)
         if fname in self.macros:
-            return self._macro_call(fname, args, ctx, ast)
+            return self._macro_call(fname, args, ctx)
         if fname in self.by_clean and self.elements[self.by_clean[fname]].kind == "lookup":
             return self._lookup_call(self.by_clean[fname], ast, ctx)
         if fname in self.by_clean:
@@ -792,31 +647,26 @@ class _Compiler:
                 if el.kind == "lookup":
                     return self._lookup_call(el.index, ast, ctx)
             raise self.unsupported(f"a call to the variable '{el.name}'")
-        if fname in _SIMPLE:
-            fn, nargs = _SIMPLE[fname]
-            if len(args) != nargs:
+        if fname in FUNCTIONS:
+            if len(args) != FUNCTIONS[fname].arity:
                 raise self.unsupported(f"{fname.upper()} with {len(args)} arguments")
-            srcs = [self.expr(a, ctx) for a in args]
-            return f"{fn}({', '.join(srcs)})"
+            return lw.Call(fname, tuple(self.expr(a, ctx) for a in args))
         if fname == "pi":
-            return "np.pi"
-        if fname in _REDUCE:
-            return self._reduce(_REDUCE[fname], args[0], ctx)
-        if fname in ("vmax_xmile", "vmin_xmile"):
-            return self._reduce(
-                "np.maximum" if fname == "vmax_xmile" else "np.minimum", args[0], ctx, xmile=True
-            )
+            return lw.Call("pi", ())
+        if fname in REDUCERS:
+            return self._reduce(fname, args[0], ctx, xmile=fname.endswith("_xmile"))
         if fname == "elmcount":
             a = args[0]
             name = a.reference if isinstance(a, ae.ReferenceStructure) else str(a)
             for rng, elems in self.subs.items():
                 if rng.replace(" ", "_").lower() == name.replace(" ", "_").lower():
-                    return num(len(elems))
+                    return lw.Num(len(elems))
             raise self.unsupported(f"ELMCOUNT of '{name}'")
-        if fname in ("step", "pulse", "Xpulse", "pulse_train", "Xpulse_train", "ramp", "Xramp"):
+        if fname in TIME_FUNCTIONS:
             return self._time_function(fname, args, ctx)
         if fname == "active_initial":
-            return self._stateful("active_initial", ctx, node=ast, active=args[0], initial=args[1])
+            roles = KINDS["active_initial"].fields
+            return self._stateful("active_initial", ctx, **dict(zip(roles, args, strict=True)))
         if fname == "vector_select":
             return self._vector_select(args, ctx)
         if fname in ("vector_sort_order", "vector_rank", "vector_reorder", "invert_matrix"):
@@ -825,8 +675,12 @@ class _Compiler:
             full = self.const(ctx.shape, "CS")
             if fname == "invert_matrix":
                 args = args[:1]  # the second argument (the size) is implied by the dims
-            srcs = [self.expr(a, ctx) for a in args]
-            return f"_rt.{fname}({', '.join(srcs)}, shape=(_B,) + {full})"
+            slots = ", ".join(f"{{{k}}}" for k in range(len(args)))
+            return lw.NumpyOnly(
+                fname,
+                f"_rt.{fname}({slots}, shape=(_B,) + {full})",
+                tuple(self.expr(a, ctx) for a in args),
+            )
         if fname == "get_time_value":
             # only the simulation-time form; the others read the computer's clock
             if (
@@ -837,11 +691,11 @@ class _Compiler:
                 and float(args[2]) == 0.0
             ):
                 self._mark_dynamic()
-                return f"(_T + ({self.expr(args[1], ctx)}))"
+                return lw.Arith(("+",), (lw.Time(), self.expr(args[1], ctx)))
             raise self.unsupported("GET TIME VALUE other than (0, offset, 0)")
         raise self.unsupported(f"the function {fname.upper().replace('_', ' ')}")
 
-    def _macro_call(self, fname: str, args: list[Any], ctx: Ctx, call: Any) -> str:
+    def _macro_call(self, fname: str, args: list[Any], ctx: Ctx) -> Expr:
         """Inline a macro: fresh hidden elements for its parameters and equations."""
         sec = self.macros[fname]
         if ctx.names:
@@ -860,11 +714,11 @@ class _Compiler:
             self._col.append(col)
             self._element = el
             try:
-                src = self.expr(arg, ctx)
+                expr = self.expr(arg, ctx)
             finally:
                 self._col.pop()
                 self._element = saved_element
-            el.components.append(Component(Ctx(), src, None, True, ast=arg))
+            el.components.append(lw.Component(Ctx(), expr, None, True))
             el.refs = col.refs
             el.uses_time = col.dynamic
             scope[self._clean(param)] = el.index
@@ -886,7 +740,6 @@ class _Compiler:
         if ret is None:
             raise self.unsupported(f"macro {fname} without an output named like the macro")
         self._add_ref(ret)
-        self._note(call, ("macro", ret))
         return self._ref_src(ret, [], ctx)
 
     def _hidden(self, py_name: str, dims: tuple[str, ...]) -> Element:
@@ -926,64 +779,49 @@ class _Compiler:
         axes = tuple(range(1 + len(ctx.names), 1 + len(inner.names)))
         return inner, axes
 
-    def _reduce(self, fn: str, arg: Any, ctx: Ctx, xmile: bool = False) -> str:
+    def _reduce(self, fn: str, arg: Any, ctx: Ctx, xmile: bool = False) -> Expr:
         inner, axes = self._extend_bang(arg, ctx, ranges=xmile)
-        src = self.expr(arg, inner)
+        expr = self.expr(arg, inner)
         if not axes:
-            return src
-        full = self.const(inner.shape, "CS")
-        return f"_rt.reduce({fn}, {src}, (_B,) + {full}, {axes!r})"
+            return expr
+        return lw.Reduce(fn, expr, inner, axes, self.const(inner.shape, "CS"))
 
-    def _vector_select(self, args: list[Any], ctx: Ctx) -> str:
+    def _vector_select(self, args: list[Any], ctx: Ctx) -> Expr:
         inner, axes = self._extend_bang(args[0:2], ctx)
         sel = self.expr(args[0], inner)
         exp = self.expr(args[1], inner)
         rest = [self.expr(a, ctx) for a in args[2:4]]
-        return f"_rt.vector_select({sel}, {exp}, {axes!r}, {rest[0]}, {rest[1]})"
+        return lw.NumpyOnly(
+            "vector_select",
+            "_rt.vector_select({0}, {1}, " + repr(axes) + ", {2}, {3})",
+            (sel, exp, *rest),
+        )
 
-    def _time_function(self, fname: str, args: list[Any], ctx: Ctx) -> str:
+    def _time_function(self, fname: str, args: list[Any], ctx: Ctx) -> Expr:
         col = Collector()
         self._col.append(col)
-        srcs = [self.expr(a, ctx) for a in args]
+        exprs = tuple(self.expr(a, ctx) for a in args)
         self._col.pop()
         if self._col:
             self._col[-1].refs |= col.refs
         self._mark_dynamic()
-        self.breakpoints.append(Breakpoint(fname, srcs, col.refs, col.dynamic))
-        if fname == "step":
-            return f"_rt.step(_T, HS, {srcs[0]}, {srcs[1]})"
-        if fname == "pulse":
-            return f"_rt.pulse(_T, DT, {srcs[0]}, width={srcs[1]}, eps=EPS)"
-        if fname == "Xpulse":
-            return f"_rt.pulse(_T, DT, {srcs[0]}, magnitude={srcs[1]}, eps=EPS)"
-        if fname == "pulse_train":
-            return (
-                f"_rt.pulse(_T, DT, {srcs[0]}, repeat_time={srcs[1]}, width={srcs[2]}, "
-                f"end={srcs[3]}, eps=EPS)"
-            )
-        if fname == "Xpulse_train":
-            return (
-                f"_rt.pulse(_T, DT, {srcs[0]}, repeat_time={srcs[1]}, magnitude={srcs[2]}, eps=EPS)"
-            )
-        if fname == "ramp":
-            return f"_rt.ramp(_T, {srcs[0]}, {srcs[1]}, {srcs[2]})"
-        return f"_rt.ramp(_T, {srcs[0]}, {srcs[1]})"
+        self.breakpoints.append(lw.Breakpoint(fname, exprs, frozenset(col.refs), col.dynamic))
+        return lw.TimeFunction(fname, exprs)
 
-    def _lookup_call(self, i: int, ast: ae.CallStructure, ctx: Ctx) -> str:
+    def _lookup_call(self, i: int, ast: ae.CallStructure, ctx: Ctx) -> Expr:
         el = self.elements[i]
         subs = list(ast.function.subscripts.subscripts) if ast.function.subscripts else []
-        idx = self._index(el.dims, el.coords, subs, ctx)
+        entries, idx = self._index(el.dims, el.coords, subs, ctx)
         x = self.expr(ast.arguments[0], ctx)
-        return f"_rt.lookup({x}, LX{i}{idx}, LY{i}{idx}, {el.lookup_mode!r})"
+        return lw.Lookup(i, entries, idx, x, el.lookup_mode)
 
-    def _x_InlineLookupsStructure(self, ast: ae.InlineLookupsStructure, ctx: Ctx) -> str:
+    def _x_InlineLookupsStructure(self, ast: ae.InlineLookupsStructure, ctx: Ctx) -> Expr:
         x = self.expr(ast.argument, ctx)
         xs = self.const(np.asarray(ast.lookups.x, dtype=float), "A")
         ys = self.const(np.asarray(ast.lookups.y, dtype=float), "A")
-        self._note(ast, (xs, ys))
-        return f"np.interp({x}, {xs}, {ys})"
+        return lw.InlineLookup(xs, ys, x)
 
-    def _x_AllocateByPriorityStructure(self, ast: ae.AllocateByPriorityStructure, ctx: Ctx) -> str:
+    def _x_AllocateByPriorityStructure(self, ast: ae.AllocateByPriorityStructure, ctx: Ctx) -> Expr:
         # PySD allocates along the last subscript of the request (the component's last)
         if not ctx.names:
             raise self.unsupported("ALLOCATE BY PRIORITY without subscripts")
@@ -993,9 +831,13 @@ class _Compiler:
         width = self.expr(ast.width, outer)
         supply = self.expr(ast.supply, outer)
         full = self.const(ctx.shape, "CS")
-        return f"_rt.allocate_by_priority({req}, {pri}, {width}, {supply}, shape=(_B,) + {full})"
+        return lw.NumpyOnly(
+            "allocate_by_priority",
+            "_rt.allocate_by_priority({0}, {1}, {2}, {3}, shape=(_B,) + " + full + ")",
+            (req, pri, width, supply),
+        )
 
-    def _x_AllocateAvailableStructure(self, ast: ae.AllocateAvailableStructure, ctx: Ctx) -> str:
+    def _x_AllocateAvailableStructure(self, ast: ae.AllocateAvailableStructure, ctx: Ctx) -> Expr:
         # PySD allocates along the request's last subscript; the priority profile's
         # last subscript is its own (pprofile) dim, whatever the equation calls it
         if not ctx.names or not isinstance(ast.pp, ae.ReferenceStructure):
@@ -1013,115 +855,54 @@ class _Compiler:
         avail = self.expr(ast.avail, outer)
         full = self.const(ctx.shape, "CS")
         n_pp = len(pp_el.coords[-1])
-        return (
-            f"_rt.allocate_available({req}, {pp}, {avail}, shape=(_B,) + {full}, n_profile={n_pp})"
+        return lw.NumpyOnly(
+            "allocate_available",
+            "_rt.allocate_available({0}, {1}, {2}, shape=(_B,) + " + full + f", n_profile={n_pp})",
+            (req, pp, avail),
         )
 
-    def _x_GameStructure(self, ast: ae.GameStructure, ctx: Ctx) -> str:
+    def _x_GameStructure(self, ast: ae.GameStructure, ctx: Ctx) -> Expr:
         return self.expr(ast.expression, ctx)
 
     # ------------------------------------------------------------------ statefuls
-    def _stateful(
-        self, kind: str, ctx: Ctx, non_negative: bool = False, node: Any = None, **args: Any
-    ) -> str:
+    def _stateful(self, kind: str, ctx: Ctx, non_negative: bool = False, **args: Any) -> Expr:
         assert self._element is not None
-        srcs: dict[str, str] = {}
+        exprs: dict[str, Expr] = {}
         refs: dict[str, set[int]] = {}
         for role, a in args.items():
             col = Collector()
             self._col.append(col)
-            srcs[role] = self.expr(a, ctx)
+            exprs[role] = self.expr(a, ctx)
             self._col.pop()
             refs[role] = col.refs
         j = len(self.statefuls)
 
-        def union(*roles: str) -> set[int]:
+        def union(roles: tuple[str, ...]) -> frozenset[int]:
             out: set[int] = set()
             for r in roles:
                 out |= refs.get(r, set())
-            return out
+            return frozenset(out)
 
-        init_roles = {
-            "integ": ("initial",),
-            "smooth": ("initial", "order"),
-            "delay": ("initial", "delay_time", "order"),
-            "delayn": ("initial", "delay_time", "order"),
-            "delayfixed": ("initial", "delay_time"),
-            "trend": ("input", "average_time", "initial_trend"),
-            "forecast": ("input", "average_time", "horizon", "initial_trend"),
-            "sampleiftrue": ("initial",),
-            "initial": ("initial",),
-            "active_initial": ("initial",),
-        }[kind]
-        dyn_roles = {
-            "integ": (),
-            "smooth": (),
-            "delay": ("delay_time",),
-            "delayn": ("delay_time",),
-            "delayfixed": (),
-            "trend": ("input", "average_time"),
-            "forecast": ("input", "average_time", "horizon"),
-            "sampleiftrue": ("condition", "input"),
-            "initial": (),
-            "active_initial": ("active",),
-        }[kind]
-        ddt_roles = {
-            "integ": ("flow",),
-            "smooth": ("input", "smooth_time"),
-            "delay": ("input", "delay_time"),
-            "delayn": ("input", "delay_time"),
-            "delayfixed": ("input",),
-            "trend": ("input", "average_time"),
-            "forecast": ("input", "average_time"),
-            "sampleiftrue": ("condition", "input"),
-            "initial": (),
-            "active_initial": (),
-        }[kind]
-        sf = Stateful(
+        spec = KINDS[kind]
+        sf = lw.Stateful(
             index=j,
             kind=kind,
             element=self._element.index,
             ctx=ctx,
-            args=srcs,
-            init_refs=union(*init_roles),
-            dyn_refs=union(*dyn_roles),
-            ddt_refs=union(*ddt_roles),
+            args=exprs,
+            init_refs=union(spec.init_roles),
+            dyn_refs=union(spec.dyn_roles),
+            ddt_refs=union(spec.ddt_roles),
             non_negative=non_negative,
             label=self._element.name,
         )
         self.statefuls.append(sf)
         self._element.statefuls.append(j)
-        self._note(node, j)
-        if kind not in ("initial",):
+        if spec.time_dependent:
             self._mark_dynamic()
-        return f"o{j}"
-
-    def _x_IntegStructure(self, ast: ae.IntegStructure, ctx: Ctx) -> str:
-        return self._stateful(
-            "integ",
-            ctx,
-            non_negative=bool(ast.non_negative),
-            node=ast,
-            flow=ast.flow,
-            initial=ast.initial,
-        )
-
-
-# Stateful PySD structures other than INTEG: AST class -> (stateful kind, AST fields passed
-# as roles, in order). One table instead of a near-identical visitor method per structure.
-_STATEFUL_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "SmoothStructure": ("smooth", ("input", "smooth_time", "initial", "order")),
-    "SmoothNStructure": ("smooth", ("input", "smooth_time", "initial", "order")),
-    "DelayStructure": ("delay", ("input", "delay_time", "initial", "order")),
-    "DelayNStructure": ("delayn", ("input", "delay_time", "initial", "order")),
-    "DelayFixedStructure": ("delayfixed", ("input", "delay_time", "initial")),
-    "TrendStructure": ("trend", ("input", "average_time", "initial_trend")),
-    "ForecastStructure": ("forecast", ("input", "average_time", "horizon", "initial_trend")),
-    "SampleIfTrueStructure": ("sampleiftrue", ("condition", "input", "initial")),
-    "InitialStructure": ("initial", ("initial",)),
-}
+        return lw.StatefulValue(j)
 
 
 def build_program(am: AbstractModel, model_dir: pathlib.Path) -> Program:
-    """Compile an abstract model into a :class:`Program`."""
+    """Lower an abstract model into a :class:`~sd_model.compiler._lowered.Program`."""
     return _Compiler(am, model_dir).compile()

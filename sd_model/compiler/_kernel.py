@@ -4,15 +4,19 @@ The NumPy right-hand side pays ~1 us of interpreter overhead per array operation
 which caps single-scenario runs. When numba is installed and a model only uses the
 constructs below, :meth:`CompiledSystem.run_euler` runs every Euler step (and the
 observations at the saved times) inside one ``numba.njit`` function generated from the
-same abstract syntax trees as the NumPy code, as scalar loops over subscripts.
+same lowered program (:mod:`sd_model.compiler._lowered`) as the NumPy code, as scalar
+loops over subscripts. Stateful objects are written by their row of
+:data:`sd_model.compiler._statefuls.KINDS`, elementwise functions by
+:data:`sd_model.compiler._builtins.FUNCTIONS`.
 
 Covered: arithmetic, logic, IF THEN ELSE, the elementwise functions, XIDZ/ZIDZ,
 INTEGER, QUANTUM, MODULO, STEP/PULSE/PULSE TRAIN/RAMP, lookups (tables, WITH LOOKUP,
 GET LOOKUPS, GET DATA), SUM/PROD/VMIN/VMAX, INTEG (also non-negative), the SMOOTH and
 DELAY families (DELAY N with PySD's delay-time memory), DELAY FIXED, SAMPLE IF TRUE,
 TREND, FORECAST, INITIAL, ACTIVE INITIAL, GET TIME VALUE(0, x, 0), macros. Anything
-else (vector functions, allocation, time-series overrides) raises
-:class:`KernelUnsupported` and the caller uses the NumPy path. On the shared test
+else (vector functions, allocation: ``NumpyOnly`` nodes) raises
+:class:`KernelUnsupported` and the caller uses the NumPy path, as for time-series
+overrides. On the shared test
 models the kernel runs 170 of 174 models and matches the NumPy path to rounding.
 
 As in the NumPy code generator, only generated identifiers and numeric literals reach
@@ -21,72 +25,25 @@ the source.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import pathlib
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pysd.translators.structures import abstract_expressions as ae
 
-from sd_model.compiler._build import _BINARY, _COMPARISONS, CONTROL_NAMES, Ctx, Program, num
+from sd_model.compiler import _lowered as lw
+from sd_model.compiler._builtins import FUNCTIONS, REDUCERS
+from sd_model.compiler._lowered import BINARY, COMPARISONS, CONTROL_NAMES, Ctx, Expr, Program, num
+from sd_model.compiler._statefuls import KINDS, KernelSlot
 
+# Per process: kernel source -> compiled function (None: it failed, reason in _FAILURES)
 _KERNEL_CACHE: dict[str, Any] = {}
+_FAILURES: dict[str, str] = {}
 _HELPER_NS: dict[str, Any] = {}
 _MODES = {"interpolate": 0, "extrapolate": 1, "hold_backward": 2, "look_forward": 3, "raw": 4}
-_SCALAR_FUNCS = {
-    "abs": "np.abs",
-    "exp": "np.exp",
-    "sin": "np.sin",
-    "cos": "np.cos",
-    "tan": "np.tan",
-    "arcsin": "np.arcsin",
-    "arccos": "np.arccos",
-    "arctan": "np.arctan",
-    "sinh": "np.sinh",
-    "cosh": "np.cosh",
-    "tanh": "np.tanh",
-    "sqrt": "np.sqrt",
-    "ln": "np.log",
-    "log": "_k_log",
-    "power": "np.power",
-    "min": "np.minimum",
-    "max": "np.maximum",
-    "integer": "np.trunc",
-    "quantum": "_k_quantum",
-    "modulo": "_k_modulo",
-    "xidz": "_k_xidz",
-    "zidz": "_k_zidz",
-}
-_REDUCERS = {
-    "sum": ("0.0", "{acc} + {x}"),
-    "prod": ("1.0", "{acc} * {x}"),
-    "vmin": ("np.inf", "np.minimum({acc}, {x})"),
-    "vmax": ("-np.inf", "np.maximum({acc}, {x})"),
-    "vmin_xmile": ("np.inf", "np.minimum({acc}, {x})"),
-    "vmax_xmile": ("-np.inf", "np.maximum({acc}, {x})"),
-}
-_KERNEL_STATEFULS = {
-    "integ",
-    "smooth",
-    "delay",
-    "delayn",
-    "delayfixed",
-    "sampleiftrue",
-    "trend",
-    "forecast",
-    "initial",
-    "active_initial",
-}
-STATE_KINDS = {
-    "integ",
-    "smooth",
-    "delay",
-    "delayn",
-    "delayfixed",
-    "trend",
-    "forecast",
-    "sampleiftrue",
-}
 
 
 class KernelUnsupported(Exception):
@@ -113,17 +70,15 @@ class KernelSource:
 
 
 class _Emitter:
-    def __init__(self, prog: Program, dynamic: frozenset[int], offsets: dict[int, int]) -> None:
+    """Scalar source of lowered expressions at one cell (``kv``: its context indices)."""
+
+    def __init__(self, prog: Program, dynamic: frozenset[int]) -> None:
         self.prog = prog
-        self.comp = prog.compiler
         self.dynamic = dynamic
         self.args: dict[str, None] = {}
         self.maps: dict[tuple[int, ...], str] = {}
         self.extra: dict[str, Any] = {}
-        self.offsets = offsets
         self._n = 0
-        self.element = -1
-        self.stateful_asts: dict[int, dict[str, Any]] = _stateful_asts(prog)
 
     # --------------------------------------------------------------- helpers
     def fresh(self, prefix: str) -> str:
@@ -134,14 +89,13 @@ class _Emitter:
         self.args[name] = None
         return name
 
-    def index_map(self, positions: list[int]) -> str:
-        key = tuple(positions)
-        if key not in self.maps:
+    def index_map(self, positions: tuple[int, ...]) -> str:
+        if positions not in self.maps:
             name = f"MAP{len(self.maps)}"
-            self.maps[key] = name
+            self.maps[positions] = name
             self.extra[name] = np.asarray(positions, dtype=np.int64)
             self.args[name] = None
-        return self.maps[key]
+        return self.maps[positions]
 
     def const_at(self, name: str, kv: list[str]) -> str:
         arr = self.prog.consts[name]
@@ -160,168 +114,130 @@ class _Emitter:
             expr = f"({expr}) * {len(ctx.coords[q])} + {kv[q]}"
         return expr
 
-    def note(self, ast: Any) -> Any:
-        key = (self.element, id(ast))
-        if key not in self.comp.notes:
-            raise KernelUnsupported(type(ast).__name__)
-        return self.comp.notes[key]
+    def var(self, i: int) -> str:
+        """Element ``i``: a local array when it changes during the run, else an argument."""
+        return f"v{i}" if i in self.dynamic else self.arg(f"v{i}")
 
-    # --------------------------------------------------------------- expressions
-    def x(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        if isinstance(ast, bool | int | float | np.integer | np.floating):
-            return num(float(ast))
-        if isinstance(ast, np.ndarray):
-            return self.const_at(self.note(ast), kv)
-        method = getattr(self, "_x_" + type(ast).__name__, None)
-        if method is None:
-            raise KernelUnsupported(type(ast).__name__)
-        return str(method(ast, ctx, kv, pre))
-
-    def _x_ArithmeticStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        ops = list(ast.operators)
-        first = ast.arguments[0]
-        if len(ast.arguments) == 1:
-            a = self.x(first, ctx, kv, pre)
-            if ops[0] == "negative":
-                return f"(-({a}))"
-            if ops[0] == "+":
-                return a
-            raise KernelUnsupported(ops[0])
-        if ops[0] == "^" and isinstance(first, int | float) and first < 0:
-            args = [num(-float(first))] + [self.x(a, ctx, kv, pre) for a in ast.arguments[1:]]
-            neg = True
-        else:
-            args = [self.x(a, ctx, kv, pre) for a in ast.arguments]
-            neg = False
-        parts = [f"({args[0]})"]
-        for op, a in zip(ops, args[1:], strict=True):
-            if op not in _BINARY:
-                raise KernelUnsupported(op)
-            parts += [_BINARY[op], f"({a})"]
-        src = " ".join(parts)
-        if neg:
-            src = f"-({src})"
-        if any(_BINARY[o] in _COMPARISONS for o in ops):
-            src = f"(1.0 if ({src}) else 0.0)"
-        return f"({src})"
-
-    def _x_LogicStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        args = [self.x(a, ctx, kv, pre) for a in ast.arguments]
-        ops = list(ast.operators)
-        if len(args) == 1:
-            if ops[0] == ":NOT:":
-                return f"(1.0 if ({args[0]}) == 0 else 0.0)"
-            raise KernelUnsupported(ops[0])
-        right = args[-1]
-        for op, left in zip(reversed(ops), reversed(args[:-1]), strict=True):
-            if op == ":AND:":
-                right = f"(1.0 if (({left}) != 0 and ({right}) != 0) else 0.0)"
-            elif op == ":OR:":
-                right = f"(1.0 if (({left}) != 0 or ({right}) != 0) else 0.0)"
-            elif op in _BINARY:
-                right = f"(1.0 if (({left}) {_BINARY[op]} ({right})) else 0.0)"
-            else:
-                raise KernelUnsupported(op)
-        return right
-
-    def _var_index(self, i: int, subs: list[str], ctx: Ctx, kv: list[str]) -> list[str]:
-        el = self.prog.elements[i]
-        if not el.dims:
-            return []
+    def index(self, entries: lw.Entries, kv: list[str]) -> list[str]:
         parts = []
-        for ax, pos in self.comp.entries(el.dims, el.coords, subs, ctx):
+        for ax, pos in entries:
             if ax is None:
                 parts.append(str(pos[0]))
-            elif pos == list(range(len(pos))):
+            elif pos == tuple(range(len(pos))):
                 parts.append(kv[ax])
             else:
                 parts.append(f"{self.index_map(pos)}[{kv[ax]}]")
         return parts
 
-    def _x_ReferenceStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        ref = ast.reference
-        subs = list(ast.subscripts.subscripts) if ast.subscripts else []
-        if ref == "time":
+    # --------------------------------------------------------------- expressions
+    def x(self, e: Expr, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
+        """Scalar source of ``e`` at cell ``kv`` of ``ctx``; loops it needs go to ``pre``."""
+        if isinstance(e, lw.Num):
+            return num(e.value)
+        if isinstance(e, lw.Const):
+            return self.const_at(e.name, kv)
+        if isinstance(e, lw.Ref):
+            return f"{self.var(e.element)}[{', '.join(['b', *self.index(e.entries, kv)])}]"
+        if isinstance(e, lw.StatefulValue):
+            return self._stateful_value(e.index, ctx, kv, pre)
+        if isinstance(e, lw.Time):
             return "t"
-        if ref in CONTROL_NAMES:
-            return "dt" if ref == "time_step" else self.arg(CONTROL_NAMES[ref])
-        scope = self.prog.elements[self.element].scope
-        if scope is not None and ref in scope:
-            i = scope[ref]
-            name = f"v{i}" if i in self.dynamic else self.arg(f"v{i}")
-            return f"{name}[{', '.join(['b', *self._var_index(i, subs, ctx, kv)])}]"
-        if scope is None and ref in self.comp.by_clean:
-            i = self.comp.by_clean[ref]
-            name = f"v{i}" if i in self.dynamic else self.arg(f"v{i}")
-            return f"{name}[{', '.join(['b', *self._var_index(i, subs, ctx, kv)])}]"
-        if ref in self.comp._subnum:
-            rng, values = self.comp._subnum[ref]
-            if rng is None:
-                return num(values[0])
-            return self.const_at(self.note(ast), kv)
-        raise KernelUnsupported(f"reference {ref}")
-
-    def _x_CallStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        fname = ast.function.reference
-        args = list(ast.arguments)
-        comp = self.comp
-        if fname in comp.macros:
-            _, ret = self.note(ast)
-            return f"v{ret}[b]" if ret in self.dynamic else f"{self.arg(f'v{ret}')}[b]"
-        if fname in comp.by_clean and self.prog.elements[comp.by_clean[fname]].kind == "lookup":
-            i = comp.by_clean[fname]
-            subs = list(ast.function.subscripts.subscripts) if ast.function.subscripts else []
-            idx = ", ".join([f"b % LX{i}.shape[0]", *self._var_index(i, subs, ctx, kv)])
-            xq = self.x(args[0], ctx, kv, pre)
-            mode = _MODES[self.prog.elements[i].lookup_mode]
+        if isinstance(e, lw.Control):
+            return "dt" if e.py_name == "time_step" else self.arg(CONTROL_NAMES[e.py_name])
+        if isinstance(e, lw.Arith):
+            return self._arith(e, ctx, kv, pre)
+        if isinstance(e, lw.Logic):
+            return self._logic(e, ctx, kv, pre)
+        if isinstance(e, lw.Call):
+            return self._call(e, ctx, kv, pre)
+        if isinstance(e, lw.Lookup):
+            i = e.element
+            idx = ", ".join([f"b % LX{i}.shape[0]", *self.index(e.entries, kv)])
+            xq = self.x(e.x, ctx, kv, pre)
             self.arg(f"LX{i}")
             self.arg(f"LY{i}")
-            return f"_k_interp({xq}, LX{i}[{idx}], LY{i}[{idx}], {mode})"
-        if fname in _SCALAR_FUNCS:
-            srcs = [self.x(a, ctx, kv, pre) for a in args]
-            return f"{_SCALAR_FUNCS[fname]}({', '.join(srcs)})"
-        if fname == "if_then_else":
-            c, a, b = (self.x(a, ctx, kv, pre) for a in args)
-            return f"(({a}) if ({c}) != 0 else ({b}))"
-        if fname == "pi":
-            return "np.pi"
-        if fname == "elmcount":
-            name = args[0].reference if isinstance(args[0], ae.ReferenceStructure) else ""
-            for rng, elems in comp.subs.items():
-                if rng.replace(" ", "_").lower() == name.replace(" ", "_").lower():
-                    return num(len(elems))
-            raise KernelUnsupported("elmcount")
-        if fname in _REDUCERS:
-            return self._reduce(fname, args[0], ctx, kv, pre)
-        if fname in ("step", "pulse", "Xpulse", "pulse_train", "Xpulse_train", "ramp", "Xramp"):
-            s = [self.x(a, ctx, kv, pre) for a in args]
-            nan = "np.nan"
-            if fname == "step":
-                return f"_k_step(t, dt, {s[0]}, {s[1]})"
-            if fname == "pulse":
-                return f"_k_pulse(t, dt, {s[0]}, 0.0, {s[1]}, {nan}, {nan})"
-            if fname == "Xpulse":
-                return f"_k_pulse(t, dt, {s[0]}, 0.0, {nan}, {s[1]}, {nan})"
-            if fname == "pulse_train":
-                return f"_k_pulse(t, dt, {s[0]}, {s[1]}, {s[2]}, {nan}, {s[3]})"
-            if fname == "Xpulse_train":
-                return f"_k_pulse(t, dt, {s[0]}, {s[1]}, {nan}, {s[2]}, {nan})"
-            if fname == "ramp":
-                return f"_k_ramp(t, {s[0]}, {s[1]}, {s[2]})"
-            return f"_k_ramp(t, {s[0]}, {s[1]}, np.inf)"
-        if fname == "get_time_value" and len(args) == 3:
-            # the compiler only accepts the simulation-time form GET TIME VALUE(0, x, 0)
-            return f"(t + ({self.x(args[1], ctx, kv, pre)}))"
-        if fname == "active_initial":
-            j = self.note(ast)
-            return self._stateful_value(j, ctx, kv, pre)
-        raise KernelUnsupported(fname)
+            return f"_k_interp({xq}, LX{i}[{idx}], LY{i}[{idx}], {_MODES[e.mode]})"
+        if isinstance(e, lw.InlineLookup):
+            xq = self.x(e.x, ctx, kv, pre)
+            return f"_k_interp({xq}, {self.arg(e.xs)}, {self.arg(e.ys)}, 0)"
+        if isinstance(e, lw.DataSeries):
+            idx = ", ".join(["0", *kv[: len(ctx.names)]])
+            mode = _MODES.get(e.mode, 0)
+            return f"_k_interp(t, {self.arg(e.xs)}[{idx}], {self.arg(e.ys)}[{idx}], {mode})"
+        if isinstance(e, lw.Reduce):
+            return self._reduce(e, ctx, kv, pre)
+        if isinstance(e, lw.TimeFunction):
+            return self._time_function(e, ctx, kv, pre)
+        if isinstance(e, lw.NumpyOnly):
+            raise KernelUnsupported(e.what)
+        raise AssertionError(e)
 
-    def _reduce(self, fname: str, arg: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        inner, axes = self.comp._extend_bang(arg, ctx, ranges=fname.endswith("_xmile"))
-        if not axes:
-            return self.x(arg, ctx, kv, pre)
-        init, step = _REDUCERS[fname]
+    def _arith(self, e: lw.Arith, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
+        ops = e.ops
+        first = e.args[0]
+        if len(e.args) == 1:
+            return f"(-({self.x(first, ctx, kv, pre)}))"  # the compiler keeps only negation
+        neg = ops[0] == "^" and isinstance(first, lw.Num) and first.value < 0
+        head = (
+            num(-first.value) if isinstance(first, lw.Num) and neg else self.x(first, ctx, kv, pre)
+        )
+        args = [head] + [self.x(a, ctx, kv, pre) for a in e.args[1:]]
+        parts = [f"({args[0]})"]
+        for op, a in zip(ops, args[1:], strict=True):
+            parts += [BINARY[op], f"({a})"]
+        src = " ".join(parts)
+        if neg:
+            src = f"-({src})"
+        if any(BINARY[o] in COMPARISONS for o in ops):
+            src = f"(1.0 if ({src}) else 0.0)"
+        return f"({src})"
+
+    def _logic(self, e: lw.Logic, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
+        args = [self.x(a, ctx, kv, pre) for a in e.args]
+        if len(args) == 1:  # :NOT:
+            return f"(1.0 if ({args[0]}) == 0 else 0.0)"
+        right = args[-1]
+        for op, left in zip(reversed(e.ops), reversed(args[:-1]), strict=True):
+            if op == ":AND:":
+                right = f"(1.0 if (({left}) != 0 and ({right}) != 0) else 0.0)"
+            elif op == ":OR:":
+                right = f"(1.0 if (({left}) != 0 or ({right}) != 0) else 0.0)"
+            else:
+                right = f"(1.0 if (({left}) {BINARY[op]} ({right})) else 0.0)"
+        return right
+
+    def _call(self, e: lw.Call, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
+        if e.fn == "pi":
+            return "np.pi"
+        srcs = [self.x(a, ctx, kv, pre) for a in e.args]
+        if e.fn == "if_then_else":
+            c, a, b = srcs
+            return f"(({a}) if ({c}) != 0 else ({b}))"
+        fn = FUNCTIONS[e.fn].numba
+        if fn is None:
+            raise KernelUnsupported(e.fn)
+        return f"{fn}({', '.join(srcs)})"
+
+    def _time_function(self, e: lw.TimeFunction, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
+        s = [self.x(a, ctx, kv, pre) for a in e.args]
+        nan = "np.nan"
+        if e.fn == "step":
+            return f"_k_step(t, dt, {s[0]}, {s[1]})"
+        if e.fn == "pulse":
+            return f"_k_pulse(t, dt, {s[0]}, 0.0, {s[1]}, {nan}, {nan})"
+        if e.fn == "Xpulse":
+            return f"_k_pulse(t, dt, {s[0]}, 0.0, {nan}, {s[1]}, {nan})"
+        if e.fn == "pulse_train":
+            return f"_k_pulse(t, dt, {s[0]}, {s[1]}, {s[2]}, {nan}, {s[3]})"
+        if e.fn == "Xpulse_train":
+            return f"_k_pulse(t, dt, {s[0]}, {s[1]}, {nan}, {s[2]}, {nan})"
+        if e.fn == "ramp":
+            return f"_k_ramp(t, {s[0]}, {s[1]}, {s[2]})"
+        return f"_k_ramp(t, {s[0]}, {s[1]}, np.inf)"
+
+    def _reduce(self, e: lw.Reduce, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
+        inner = e.inner
+        _, init, step = REDUCERS[e.fn]
         acc = self.fresh("acc")
         pre.append(f"{acc} = {init}")
         ikv = list(kv)
@@ -333,132 +249,38 @@ class _Emitter:
             body.append(f"{indent}for {var} in range({len(inner.coords[q])}):")
             indent += "    "
         inner_pre: list[str] = []
-        val = self.x(arg, inner, ikv, inner_pre)
+        val = self.x(e.arg, inner, ikv, inner_pre)
         body += [indent + line for line in inner_pre]
         body.append(indent + f"{acc} = " + step.format(acc=acc, x=val))
         pre += body
         return acc
 
-    def _x_InlineLookupsStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        xs, ys = self.note(ast)
-        xq = self.x(ast.argument, ctx, kv, pre)
-        return f"_k_interp({xq}, {self.arg(xs)}, {self.arg(ys)}, 0)"
-
-    def _x_GetConstantsStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        return self.const_at(self.note(ast), kv)
-
-    def _x_GetDataStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        xs, ys, mode = self.note(ast)
-        idx = ", ".join(["0", *kv[: len(ctx.names)]])
-        return f"_k_interp(t, {self.arg(xs)}[{idx}], {self.arg(ys)}[{idx}], {_MODES.get(mode, 0)})"
-
-    def _stateful_ast(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        return self._stateful_value(self.note(ast), ctx, kv, pre)
-
-    _x_IntegStructure = _stateful_ast
-    _x_SmoothStructure = _stateful_ast
-    _x_SmoothNStructure = _stateful_ast
-    _x_DelayStructure = _stateful_ast
-    _x_DelayNStructure = _stateful_ast
-    _x_DelayFixedStructure = _stateful_ast
-    _x_SampleIfTrueStructure = _stateful_ast
-    _x_TrendStructure = _stateful_ast
-    _x_ForecastStructure = _stateful_ast
-    _x_InitialStructure = _stateful_ast
-
-    def _x_GameStructure(self, ast: Any, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        return self.x(ast.expression, ctx, kv, pre)
+    # --------------------------------------------------------------- statefuls
+    def slot(self, j: int, ctx: Ctx, kv: list[str], pre: list[str]) -> KernelSlot:
+        """Cell ``kv`` of stateful object ``j``; arguments emit their lines into ``pre``."""
+        sf = self.prog.statefuls[j]
+        parts = ", ".join(["b", *kv[: len(sf.ctx.names)]])
+        return KernelSlot(
+            j=j,
+            base=f"b * NS + OFFS[{j}] + {self.cell(sf.ctx, kv)}",
+            size=int(np.prod(sf.ctx.shape, dtype=int)),
+            arg=lambda role: self.x(sf.args[role], ctx, kv, pre),
+            saved=lambda: f"{self.arg(f'O{j}')}[{parts}]",
+        )
 
     def _stateful_value(self, j: int, ctx: Ctx, kv: list[str], pre: list[str]) -> str:
-        sf = self.prog.statefuls[j]
-        if sf.kind not in _KERNEL_STATEFULS:
-            raise KernelUnsupported(sf.kind)
-        a = self.stateful_asts[j]
-        if sf.kind == "initial":
-            parts = ", ".join(["b", *kv[: len(sf.ctx.names)]])
-            return f"{self.arg(f'O{j}')}[{parts}]"
-        if sf.kind == "active_initial":
-            return self.x(a["active"], ctx, kv, pre)
-        base = f"b * NS + OFFS[{j}] + {self.cell(sf.ctx, kv)}"
-        size = int(np.prod(sf.ctx.shape, dtype=int))
-        if sf.kind in ("integ", "delayfixed"):  # the stock, the oldest value of the pipe
-            return f"y[{base}]"
-        if sf.kind == "sampleiftrue":
-            cond = self.x(a["condition"], ctx, kv, pre)
-            inp = self.x(a["input"], ctx, kv, pre)
-            return f"(({inp}) if ({cond}) != 0 else y[{base}])"
-        last = f"y[{base} + (NORD[{j}] - 1) * {size}]"
-        if sf.kind == "delayn":
-            return f"({last} / y[{base} + NORD[{j}] * {size}])"
-        if sf.kind == "smooth":
-            return last
-        if sf.kind == "delay":
-            return f"({last} / ({self.x(a['delay_time'], ctx, kv, pre)}))"
-        inp = self.x(a["input"], ctx, kv, pre)
-        at = self.x(a["average_time"], ctx, kv, pre)
-        if sf.kind == "trend":
-            return f"_k_zidz(({inp}) - y[{base}], ({at}) * abs(y[{base}]))"
-        hz = self.x(a["horizon"], ctx, kv, pre)
-        return f"(({inp}) * (1 + _k_zidz(({inp}) - y[{base}], ({at}) * y[{base}]) * ({hz})))"
-
-
-def _stateful_asts(prog: Program) -> dict[int, dict[str, Any]]:
-    """The argument ASTs of every stateful object, found through the compiler's notes."""
-    out: dict[int, dict[str, Any]] = {}
-    comp = prog.compiler
-    roles = {
-        ae.IntegStructure: ("flow", "initial"),
-        ae.SmoothStructure: ("input", "smooth_time", "initial", "order"),
-        ae.SmoothNStructure: ("input", "smooth_time", "initial", "order"),
-        ae.DelayStructure: ("input", "delay_time", "initial", "order"),
-        ae.DelayNStructure: ("input", "delay_time", "initial", "order"),
-        ae.DelayFixedStructure: ("input", "delay_time", "initial"),
-        ae.SampleIfTrueStructure: ("condition", "input", "initial"),
-        ae.TrendStructure: ("input", "average_time", "initial_trend"),
-        ae.ForecastStructure: ("input", "average_time", "horizon", "initial_trend"),
-        ae.InitialStructure: ("initial",),
-    }
-
-    def walk(node: Any, el: int) -> None:
-        key = (el, id(node))
-        if key in comp.notes and isinstance(comp.notes[key], int):
-            j = comp.notes[key]
-            if isinstance(node, ae.CallStructure):  # ACTIVE INITIAL
-                out[j] = {"active": node.arguments[0], "initial": node.arguments[1]}
-            elif type(node) in roles:
-                out[j] = {r: getattr(node, r) for r in roles[type(node)]}
-        if hasattr(node, "__dataclass_fields__"):
-            for f in node.__dataclass_fields__:
-                walk(getattr(node, f), el)
-        elif isinstance(node, list | tuple):
-            for v in node:
-                walk(v, el)
-
-    for e in prog.elements:
-        for c in e.components:
-            walk(c.ast, e.index)
-    return out
+        return KINDS[self.prog.statefuls[j].kind].kernel_value(self.slot(j, ctx, kv, pre))
 
 
 def generate_kernel(prog: Program, dynamic: frozenset[int], obs: tuple[int, ...]) -> KernelSource:
     """Source of the fused Euler kernel for a program (raises KernelUnsupported)."""
-    for sf in prog.statefuls:
-        if sf.kind not in _KERNEL_STATEFULS:
-            raise KernelUnsupported(sf.kind)
-    em = _Emitter(prog, dynamic, {})
-    from sd_model.compiler._system import _toposort
-
+    em = _Emitter(prog, dynamic)
     els = prog.elements
-    dyn_deps = {
-        e.index: set(e.refs).union(*[prog.statefuls[j].dyn_refs for j in e.statefuls]) for e in els
-    }
-    order = _toposort([e.index for e in els if e.index in dynamic], dyn_deps)
+    order = lw.toposort([e.index for e in els if e.index in dynamic], lw.dynamic_deps(prog))
     body: list[str] = []
     ind = "        "
     for i in order:
-        el = els[i]
-        em.element = i
-        for k, comp in enumerate(el.components):
+        for k, comp in enumerate(els[i].components):
             ctx = comp.ctx
             pre: list[str] = []
             if comp.direct:
@@ -476,7 +298,7 @@ def generate_kernel(prog: Program, dynamic: frozenset[int], obs: tuple[int, ...]
                 kv = [f"{cname[q]}[c]" for q in range(len(cidx))]
                 loops = [f"for c in range({len(cidx[0]) if cidx else 1}):"]
                 target = ", ".join(["b", *[f"{ename[q]}[c]" for q in range(len(eidx))]])
-            val = em.x(comp.ast, ctx, kv, pre)
+            val = em.x(comp.expr, ctx, kv, pre)
             lines = [*pre, f"v{i}[{target}] = {val}"]
             depth = ind
             body.append(f"{depth}for b in range(B):")
@@ -487,99 +309,23 @@ def generate_kernel(prog: Program, dynamic: frozenset[int], obs: tuple[int, ...]
             body += [depth + line for line in lines]
     # derivatives
     ddt: list[str] = []
-    state = [sf for sf in prog.statefuls if sf.kind in STATE_KINDS]
+    state = [sf for sf in prog.statefuls if KINDS[sf.kind].has_state]
     discrete: list[str] = []
     for sf in state:
-        j = sf.index
-        em.element = sf.element
-        a = em.stateful_asts[j]
+        spec = KINDS[sf.kind]
         ctx = sf.ctx
         kv = [f"k{q}" for q in range(len(ctx.names))]
-        pre = []
-        size = int(np.prod(ctx.shape, dtype=int))
-        base = f"b * NS + OFFS[{j}] + {em.cell(ctx, kv)}"
-        if sf.kind == "integ":
-            lines = [f"D[{base}] = {em.x(a['flow'], ctx, kv, pre)}"]
-        elif sf.kind in ("smooth", "delay"):
-            inp = em.x(a["input"], ctx, kv, pre)
-            tm = em.x(a["smooth_time" if sf.kind == "smooth" else "delay_time"], ctx, kv, pre)
-            lines = [
-                f"inp = {inp}",
-                f"tm = {tm}",
-                f"p0 = {base}",
-                f"n = NORD[{j}]",
-                "for s in range(n):",
-            ]
-            if sf.kind == "smooth":
-                lines += [
-                    f"    tgt = inp if s == 0 else y[p0 + (s - 1) * {size}]",
-                    f"    D[p0 + s * {size}] = (tgt - y[p0 + s * {size}]) * n / tm",
-                ]
-            else:
-                lines += [
-                    f"    inflow = inp if s == 0 else y[p0 + (s - 1) * {size}] / tm",
-                    f"    D[p0 + s * {size}] = (inflow - y[p0 + s * {size}] / tm) * n",
-                ]
-        elif sf.kind == "delayn":
-            # PySD's DELAY N: stage contents, then the remembered stage delay times
-            inp = em.x(a["input"], ctx, kv, pre)
-            tm = em.x(a["delay_time"], ctx, kv, pre)
-            lines = [
-                f"inp = {inp}",
-                f"tm = {tm}",
-                f"p0 = {base}",
-                f"n = NORD[{j}]",
-                "prev_out = 0.0",
-                "for s in range(n):",
-                f"    ts = tm if s == 0 else y[p0 + (n + s - 1) * {size}]",
-                f"    out_s = y[p0 + s * {size}] / ts",
-                "    inflow = inp if s == 0 else prev_out",
-                f"    D[p0 + s * {size}] = (inflow - out_s) * n",
-                "    prev_out = out_s",
-            ]
-            disc_pre: list[str] = []
-            tm2 = em.x(a["delay_time"], ctx, kv, disc_pre)
-            disc = [
-                f"tm = {tm2}",
-                f"p0 = {base}",
-                f"n = NORD[{j}]",
-                "for s in range(n - 1, 0, -1):",
-                f"    ynew[p0 + (n + s) * {size}] = y[p0 + (n + s - 1) * {size}]",
-                f"ynew[p0 + n * {size}] = tm",
-            ]
-            discrete += _loops(ind, ctx, [*disc_pre, *disc])
-        elif sf.kind == "delayfixed":
-            inp = em.x(a["input"], ctx, kv, pre)
-            disc = [
-                f"inp = {inp}",
-                f"p0 = {base}",
-                f"n = NORD[{j}]",
-                "for s in range(n - 1):",
-                f"    ynew[p0 + s * {size}] = y[p0 + (s + 1) * {size}]",
-                f"ynew[p0 + (n - 1) * {size}] = inp",
-            ]
-            discrete += _loops(ind, ctx, [*pre, *disc])
-            continue
-        elif sf.kind == "sampleiftrue":
-            cond = em.x(a["condition"], ctx, kv, pre)
-            inp = em.x(a["input"], ctx, kv, pre)
-            disc = [f"p0 = {base}", f"ynew[p0] = ({inp}) if ({cond}) != 0 else y[p0]"]
-            discrete += _loops(ind, ctx, [*pre, *disc])
-            continue
-        else:
-            inp = em.x(a["input"], ctx, kv, pre)
-            at = em.x(a["average_time"], ctx, kv, pre)
-            lines = [f"D[{base}] = (({inp}) - y[{base}]) / ({at})"]
-        depth = ind
-        ddt.append(f"{depth}for b in range(B):")
-        depth += "    "
-        for q, c in enumerate(ctx.coords):
-            ddt.append(f"{depth}for k{q} in range({len(c)}):")
-            depth += "    "
-        ddt += [depth + line for line in [*pre, *lines]]
+        if spec.kernel_ddt is not None:
+            ddt_pre: list[str] = []
+            lines = spec.kernel_ddt(em.slot(sf.index, ctx, kv, ddt_pre))
+            ddt += _loops(ind, ctx, [*ddt_pre, *lines])
+        if spec.kernel_step is not None:
+            step_pre: list[str] = []
+            lines = spec.kernel_step(em.slot(sf.index, ctx, kv, step_pre))
+            discrete += _loops(ind, ctx, [*step_pre, *lines])
     nonneg = []
     for sf in state:
-        if sf.kind == "integ" and sf.non_negative:
+        if sf.non_negative:
             size = int(np.prod(sf.ctx.shape, dtype=int))
             nonneg += [
                 f"{ind}for b in range(B):",
@@ -714,18 +460,25 @@ def _k_interp(x, xs, ys, mode):
 
 
 def compile_kernel(ks: KernelSource) -> Any:
-    """The njit-compiled kernel; None if numba cannot compile it.
+    """The njit-compiled kernel; None when it is known to fail (see :func:`kernel_failure`).
 
     The kernel is written as a module to ``<cache dir>/kernels/sdk_<hash>.py`` (the
     translation cache of :func:`sd_model.translate.default_cache_dir`) and compiled
     with numba's on-disk cache, so only the first run on a machine pays the
     compilation (tens of seconds for a large model). Without a writable cache
-    directory it is compiled in memory, once per process.
+    directory it is compiled in memory, once per process. numba compiles on the first
+    call (:func:`call_kernel`); a failure there is remembered in the process and in
+    ``sdk_<hash>.failed`` next to the module, so no later run pays for it again.
     """
     if ks.src in _KERNEL_CACHE:
         return _KERNEL_CACHE[ks.src]
     import numba as nb
 
+    reason = _failure_on_disk(ks, nb.__version__)
+    if reason is not None:
+        _FAILURES[ks.src] = reason
+        _KERNEL_CACHE[ks.src] = None
+        return None
     fn = _from_disk_cache(ks, nb.__version__)
     if fn is None:
         if not _HELPER_NS:
@@ -741,6 +494,11 @@ def compile_kernel(ks: KernelSource) -> Any:
     return fn
 
 
+def kernel_failure(ks: KernelSource) -> str | None:
+    """Why numba could not compile this kernel (None if it has not failed)."""
+    return _FAILURES.get(ks.src)
+
+
 _MODULE_HEADER = """# Generated by sd_model.compiler._kernel from syntax trees; safe to delete.
 import math
 
@@ -752,30 +510,69 @@ _INF = math.inf
 """
 
 
-def _from_disk_cache(ks: KernelSource, numba_version: str) -> Any:
-    import hashlib
-    import importlib.util
-    import os
-    import sys
-
-    from sd_model.translate import default_cache_dir
-
-    text = (
+def _module_text(ks: KernelSource) -> str:
+    return (
         _MODULE_HEADER
         + _HELPERS.replace("cache=False", "cache=True")
         + '\n\n@nb.njit(cache=True, error_model="numpy")\n'
         + ks.src
     )
-    digest = hashlib.sha256((text + numba_version).encode()).hexdigest()[:20]
+
+
+def _cache_stem(ks: KernelSource, numba_version: str) -> pathlib.Path | None:
+    """``<cache dir>/kernels/sdk_<hash>`` (None without a writable cache directory)."""
+    from sd_model.translate import default_cache_dir
+
+    digest = hashlib.sha256((_module_text(ks) + numba_version).encode()).hexdigest()[:20]
     try:
         folder = default_cache_dir() / "kernels"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"sdk_{digest}.py"
+    except OSError:
+        return None
+    return folder / f"sdk_{digest}"
+
+
+def _failure_on_disk(ks: KernelSource, numba_version: str) -> str | None:
+    stem = _cache_stem(ks, numba_version)
+    if stem is None:
+        return None
+    try:
+        return stem.with_suffix(".failed").read_text().strip() or "unknown error"
+    except OSError:
+        return None
+
+
+def _record_failure(ks: KernelSource, reason: str) -> None:
+    import numba
+
+    _FAILURES[ks.src] = reason
+    _KERNEL_CACHE[ks.src] = None
+    stem = _cache_stem(ks, numba.__version__)
+    if stem is None:
+        return
+    try:
+        tmp = stem.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(reason + "\n")
+        tmp.replace(stem.with_suffix(".failed"))
+    except OSError:
+        pass
+
+
+def _from_disk_cache(ks: KernelSource, numba_version: str) -> Any:
+    import importlib.util
+    import sys
+
+    stem = _cache_stem(ks, numba_version)
+    if stem is None:
+        return None
+    try:
+        path = stem.with_suffix(".py")
         if not path.exists():
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(text)
+            tmp.write_text(_module_text(ks))
             tmp.replace(path)
-        spec = importlib.util.spec_from_file_location(f"sd_model_kernel_{digest}", path)
+        name = f"sd_model_kernel_{stem.name[4:]}"
+        spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             return None
         module = importlib.util.module_from_spec(spec)
@@ -788,16 +585,20 @@ def _from_disk_cache(ks: KernelSource, numba_version: str) -> Any:
 
 
 def call_kernel(ks: KernelSource, fn: Any, *args: Any) -> Any:
-    """Call (and on first use compile) a kernel; None when numba fails to compile it."""
+    """Call (and on first use compile) a kernel; None when numba fails to compile it.
+
+    The reason is then given by :func:`kernel_failure` and remembered on disk.
+    """
     try:
         return fn(*args)
     except RecursionError:  # numba's compiler on huge functions
-        _KERNEL_CACHE[ks.src] = None
+        _record_failure(ks, "RecursionError in numba's compiler (the kernel is too large)")
         return None
     except Exception as exc:
         import numba
 
         if isinstance(exc, numba.core.errors.NumbaError):
-            _KERNEL_CACHE[ks.src] = None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            _record_failure(ks, f"{type(exc).__name__}: {first[:200]}")
             return None
         raise

@@ -1,9 +1,11 @@
-"""Bind a compiled :class:`Program` to overrides and a time grid: a runnable System.
+"""Bind a lowered :class:`Program` to overrides and a time grid: a runnable System.
 
-The program is turned into three generated functions: ``_init`` (values at the
-initial time, in initialisation order), ``_rhs`` (derivative or Euler step) and
-``_obs`` (every variable at a saved time). Constants are computed once by ``_init``
-and read by the other two as module globals.
+The NumPy emitter (:mod:`sd_model.compiler._emit_numpy`) turns the program into three
+generated functions: ``_init`` (values at the initial time, in initialisation order),
+``_rhs`` (derivative or Euler step) and ``_obs`` (every variable at a saved time).
+Here they are executed with the overrides and the time grid: constants are computed
+once by ``_init`` and read by the other two as module globals; the state vector is
+laid out by each stateful object's kind (:data:`sd_model.compiler._statefuls.KINDS`).
 
 Arithmetic follows NumPy everywhere, as in the numba kernel: time and the control
 variables are NumPy floats, so an expression of time alone (``1 / (5 - Time)``)
@@ -15,402 +17,20 @@ reported as an :class:`~sd_model.IntegrationError` naming the variable.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from sd_model._errors import ModelLoadError, ParameterError, UnsupportedFeatureError
-from sd_model.compiler import _runtime
-from sd_model.compiler._build import CONTROL_NAMES, Program, Stateful
-from sd_model.integrate import TimeGrid, arithmetic_error
-
-# Filename of the generated code: tracebacks through it lead back to a variable.
-_FILENAME = "<sd_model compiled model>"
-# The first assignment target of a generated line: an element (v3), a stateful's value
-# or parameter (z/o/d/n/w7), or a stateful's derivative or next state (_D/_N[:, SL7]).
-_TARGET = re.compile(r"\s*(?:v(\d+)\b|[zodnw](\d+)\b|_([DN])\[:, SL(\d+)\])")
-
-STATE_KINDS = {
-    "integ",
-    "smooth",
-    "delay",
-    "delayn",
-    "delayfixed",
-    "trend",
-    "forecast",
-    "sampleiftrue",
-}
-DISCRETE_KINDS = {"delayfixed", "sampleiftrue"}
-_ORDERED = {"smooth", "delay", "delayn", "delayfixed"}
-
-
-class _Cycle(Exception):
-    """A dependency cycle met by :func:`_toposort` (element indices, first == last)."""
-
-    def __init__(self, cycle: list[int]) -> None:
-        super().__init__(cycle)
-        self.cycle = cycle
-
-
-def _toposort(nodes: Sequence[int], deps: Mapping[int, set[int]]) -> list[int]:
-    """Depth-first topological order; a cycle raises :class:`_Cycle`."""
-    order: list[int] = []
-    state: dict[int, int] = {}
-    node_set = set(nodes)
-    for start in nodes:
-        if state.get(start):
-            continue
-        stack: list[tuple[int, Any]] = [(start, iter(sorted(deps.get(start, set()) & node_set)))]
-        state[start] = 1
-        path = [start]
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                path.pop()
-                state[node] = 2
-                order.append(node)
-                continue
-            st = state.get(nxt, 0)
-            if st == 1:
-                raise _Cycle([*path[path.index(nxt) :], nxt])
-            if st == 0:
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append((nxt, iter(sorted(deps.get(nxt, set()) & node_set))))
-    return order
-
-
-def _cycle_error(prog: Program, cycle: list[int], phase: str) -> Exception:
-    """A circular definition: the model's error, or the compiler's limit.
-
-    Dependencies are tracked per variable, not per subscript element. When every
-    variable on the cycle is one equation over all its elements, each element depends
-    on some element of the next variable, so following them must return to where it
-    started: the cells themselves are simultaneous, which Vensim rejects and PySD
-    cannot evaluate either. Otherwise (``x[a] = 1``, ``x[b] = x[a] * 2``) the cells may
-    well be ordered, and only this compiler cannot say so.
-    """
-    els = prog.elements
-    path = " -> ".join(els[c].name for c in cycle)
-    whole = all(len(els[c].components) == 1 and els[c].components[0].direct for c in cycle)
-    if whole:
-        return ModelLoadError(
-            f"The model's equations are circular (simultaneous) in the {phase}: {path}. "
-            "Vensim rejects simultaneous equations too; break the loop with a stock "
-            "(INTEG) or an INITIAL."
-        )
-    return UnsupportedFeatureError(
-        f"The compiled backend cannot order the subscript elements of the circular "
-        f"definition {path} in the {phase}."
-    )
-
-
-@dataclass
-class Code:
-    """Generated sources (kept for inspection) and their compiled code objects."""
-
-    init_src: str
-    rhs_src: str
-    obs_src: str
-    code: Any
-    dynamic: frozenset[int]
-    obs_names: tuple[int, ...]
-
-    def culprit(self, prog: Program, exc: BaseException) -> str:
-        """What the generated line that raised ``exc`` computes (``"'y'"``)."""
-        lineno = None
-        tb = exc.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_filename == _FILENAME:
-                lineno = tb.tb_lineno
-            tb = tb.tb_next
-        lines = (self.init_src + "\n" + self.rhs_src + "\n" + self.obs_src).splitlines()
-        if lineno is None or not 0 < lineno <= len(lines):
-            return "the model's equations"
-        m = _TARGET.match(lines[lineno - 1])
-        if m is None:
-            return "the model's equations"
-        if m.group(1) is not None:
-            return f"'{prog.elements[int(m.group(1))].name}'"
-        j = int(m.group(2) or m.group(4))
-        name = prog.elements[prog.statefuls[j].element].name
-        return f"the rate of change of {name}" if m.group(3) == "D" else f"'{name}'"
-
-
-def _assembly(prog: Program, i: int, full: bool) -> list[str]:
-    el = prog.elements[i]
-    if len(el.components) == 1 and el.components[0].direct:
-        src = el.components[0].src
-        if (
-            src.startswith("o")
-            and src[1:].isdigit()
-            and prog.statefuls[int(src[1:])].kind
-            in ("integ", "sampleiftrue", "delayfixed", "initial", "active_initial")
-        ):
-            return [f"v{i} = {src}"]
-        if full or i in prog.fancy or not (el.refs or el.statefuls):
-            return [f"v{i} = _rt.bc({src}, E{i})"]
-        # NumPy broadcasting aligns the (possibly size-1) axes where it is read
-        return [f"v{i} = {src}"]
-    lines = [f"v{i} = np.full(E{i}, _NAN)"]
-    for k, comp in enumerate(el.components):
-        if comp.direct:
-            lines.append(f"v{i}[...] = {comp.src}")
-        else:
-            lines.append(f"v{i}[PE{i}_{k}] = _rt.bc({comp.src}, (_B,) + CS{i}_{k})[PC{i}_{k}]")
-    return lines
-
-
-def _pre_init(sf: Stateful) -> list[str]:
-    j, a = sf.index, sf.args
-    q = f"Q{j}"
-    if sf.kind == "integ":
-        return [f"z{j} = _rt.bc({a['initial']}, {q}).copy()", f"o{j} = z{j}"]
-    if sf.kind == "smooth":
-        return [
-            f"n{j} = _order({a['order']})",
-            f"o{j} = _rt.bc({a['initial']}, {q})",
-            f"z{j} = _rt.stack(o{j}, n{j}, {q})",
-        ]
-    if sf.kind == "delayn":
-        return [
-            f"n{j} = _order({a['order']})",
-            f"d{j} = _rt.bc({a['delay_time']}, {q})",
-            f"o{j} = _rt.bc({a['initial']}, {q})",
-            f"z{j} = _rt.stack(o{j} * d{j}, n{j}, {q})",
-            f"w{j} = _rt.stack(d{j}, n{j}, {q})",
-        ]
-    if sf.kind == "delay":
-        return [
-            f"n{j} = _order({a['order']})",
-            f"d{j} = _rt.bc({a['delay_time']}, {q})",
-            f"o{j} = _rt.bc({a['initial']}, {q})",
-            f"z{j} = _rt.stack(o{j} * d{j}, n{j}, {q})",
-        ]
-    if sf.kind == "delayfixed":
-        return [
-            f"d{j} = _rt.bc({a['delay_time']}, {q})",
-            f"o{j} = _rt.bc({a['initial']}, {q})",
-            f"z{j} = o{j}",
-        ]
-    if sf.kind == "trend":
-        return [
-            f"z{j} = _rt.bc(({a['input']}) / (1 + ({a['initial_trend']}) * "
-            f"({a['average_time']})), {q})",
-            f"o{j} = _rt.zidz(({a['input']}) - z{j}, ({a['average_time']}) * np.abs(z{j}))",
-        ]
-    if sf.kind == "forecast":
-        return [
-            f"z{j} = _rt.bc(({a['input']}) / (1 + ({a['initial_trend']})), {q})",
-            f"o{j} = ({a['input']}) * (1 + _rt.zidz(({a['input']}) - z{j}, "
-            f"({a['average_time']}) * z{j}) * ({a['horizon']}))",
-        ]
-    if sf.kind == "sampleiftrue":
-        return [f"z{j} = _rt.bc({a['initial']}, {q}).copy()", f"o{j} = z{j}"]
-    if sf.kind in ("initial", "active_initial"):
-        return [f"o{j} = _rt.bc({a['initial']}, {q})"]
-    raise AssertionError(sf.kind)
-
-
-def _pre_dyn(sf: Stateful) -> list[str]:
-    j, a = sf.index, sf.args
-    if sf.kind == "integ":
-        return [f"o{j} = s{j}"]
-    if sf.kind == "smooth":
-        return [f"o{j} = s{j}[:, -1]"]
-    if sf.kind == "delay":
-        return [f"o{j} = s{j}[:, -1] / ({a['delay_time']})"]
-    if sf.kind == "delayn":
-        return [f"o{j} = s{j}[:, N{j} - 1] / (({a['delay_time']}) if CONT else s{j}[:, N{j}])"]
-    if sf.kind == "delayfixed":
-        return [f"o{j} = s{j}[:, 0]"]
-    if sf.kind == "trend":
-        return [f"o{j} = _rt.zidz(({a['input']}) - s{j}, ({a['average_time']}) * np.abs(s{j}))"]
-    if sf.kind == "forecast":
-        return [
-            f"o{j} = ({a['input']}) * (1 + _rt.zidz(({a['input']}) - s{j}, "
-            f"({a['average_time']}) * s{j}) * ({a['horizon']}))"
-        ]
-    if sf.kind == "sampleiftrue":
-        return [f"o{j} = _rt.where({a['condition']}, {a['input']}, s{j})"]
-    if sf.kind == "initial":
-        return []
-    if sf.kind == "active_initial":
-        return [f"o{j} = {a['active']}"]
-    raise AssertionError(sf.kind)
-
-
-def _ddt(sf: Stateful) -> list[str]:
-    j, a = sf.index, sf.args
-    d = f"_D[:, SL{j}]"
-    if sf.kind == "integ":
-        # a view of the block (splitting the contiguous last axis never copies)
-        return [f"_D[:, SL{j}].reshape(Q{j})[...] = {a['flow']}"]
-    if sf.kind == "smooth" and a["order"] == "1.0":
-        # first order: no stage shifting needed
-        return [
-            f"_D[:, SL{j}].reshape(QS{j})[:, 0] = (({a['input']}) - s{j}[:, 0]) / "
-            f"({a['smooth_time']})"
-        ]
-    if sf.kind == "smooth":
-        return [
-            f"{d} = _rt.smooth_ddt(s{j}, {a['input']}, {a['smooth_time']}, N{j}).reshape(_B, -1)"
-        ]
-    if sf.kind == "delayn":
-        return [
-            f"{d} = _rt.delayn_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j}, CONT)"
-            ".reshape(_B, -1)"
-        ]
-    if sf.kind == "delay":
-        return [f"{d} = _rt.delay_ddt(s{j}, {a['input']}, {a['delay_time']}, N{j}).reshape(_B, -1)"]
-    if sf.kind in ("trend", "forecast"):
-        return [
-            f"_D[:, SL{j}].reshape(Q{j})[...] = (({a['input']}) - s{j}) / ({a['average_time']})"
-        ]
-    return []
-
-
-def _discrete(sf: Stateful) -> list[str]:
-    j, a = sf.index, sf.args
-    if sf.kind == "delayfixed":
-        return [f"_N[:, SL{j}] = _rt.shift(s{j}, {a['input']}).reshape(_B, -1)"]
-    if sf.kind == "delayn":
-        return [
-            f"_N[:, SL{j}] = _rt.delayn_times(_N[:, SL{j}].reshape(QS{j}), s{j}, "
-            f"{a['delay_time']}, N{j}).reshape(_B, -1)"
-        ]
-    if sf.kind == "sampleiftrue":
-        return [
-            f"_N[:, SL{j}] = _rt.bc(_rt.where({a['condition']}, {a['input']}, s{j}), Q{j})"
-            ".reshape(_B, -1)"
-        ]
-    return []
-
-
-def generate(prog: Program, forced: frozenset[int]) -> Code:
-    """Generate and compile the model functions.
-
-    Parameters
-    ----------
-    prog : Program
-        The compiled model.
-    forced : frozenset of int
-        Constant elements replaced by time series (evaluated at each call).
-    """
-    els = prog.elements
-    sfs = prog.statefuls
-    values = [e.index for e in els if e.kind != "lookup"]
-    init_deps: dict[int, set[int]] = {}
-    dyn_deps: dict[int, set[int]] = {}
-    for e in els:
-        init_deps[e.index] = set(e.refs)
-        dyn_deps[e.index] = set(e.refs)
-        for j in e.statefuls:
-            init_deps[e.index] |= sfs[j].init_refs
-            dyn_deps[e.index] |= sfs[j].dyn_refs
-    for i in forced:
-        if els[i].kind != "data":
-            dyn_deps[i] = set()
-    # dynamic elements: read time or state, or depend on something that does
-    dynamic = {
-        e.index
-        for e in els
-        if e.kind != "lookup"
-        and (e.uses_time or any(sfs[j].kind != "initial" for j in e.statefuls))
-    } | set(forced)
-    changed = True
-    while changed:
-        changed = False
-        for i in values:
-            if i not in dynamic and dyn_deps[i] & dynamic:
-                dynamic.add(i)
-                changed = True
-    phase = "initialisation"
-    try:
-        init_order = _toposort(values, init_deps)
-        dyn_nodes = [i for i in values if i in dynamic]
-        phase = "model equations"
-        dyn_order = _toposort(dyn_nodes, dyn_deps)
-    except _Cycle as cycle:
-        raise _cycle_error(prog, cycle.cycle, phase) from None
-    state_sfs = [sf for sf in sfs if sf.kind in STATE_KINDS]
-    # what the derivative needs
-    roots: set[int] = set()
-    for sf in state_sfs:
-        roots |= sf.ddt_refs
-        roots.add(sf.element)
-    need: set[int] = set()
-    todo = [r for r in roots if r in dynamic]
-    while todo:
-        r = todo.pop()
-        if r in need:
-            continue
-        need.add(r)
-        todo.extend(d for d in dyn_deps[r] if d in dynamic and d not in need)
-    overridable = {e.index for e in els if e.kind != "lookup" and e.index not in dynamic}
-
-    ind = "    "
-    lines = ["def _init(_T):"]
-    for i in init_order:
-        for j in els[i].statefuls:
-            lines += [ind + x for x in _pre_init(sfs[j])]
-        lines += [ind + x for x in _assembly(prog, i, True)]
-        if i in overridable or i in forced:
-            lines.append(f"{ind}v{i} = _OV({i}, v{i})")
-    lines.append(ind + "return locals()")
-    init_src = "\n".join(lines) + "\n"
-
-    def body(order: list[int]) -> list[str]:
-        out = [ind + "_Y = _y.reshape(_B, NS)"]
-        for sf in state_sfs:
-            out.append(f"{ind}s{sf.index} = _Y[:, SL{sf.index}].reshape(QS{sf.index})")
-        for i in order:
-            if i in forced and els[i].kind != "data":
-                out.append(f"{ind}v{i} = _TS({i}, _T)")
-                continue
-            for j in els[i].statefuls:
-                out += [ind + x for x in _pre_dyn(sfs[j])]
-            out += [ind + x for x in _assembly(prog, i, False)]
-            if i in forced:
-                # data replaced by a time series in some scenarios only
-                out.append(f"{ind}v{i} = _TSM({i}, _T, v{i})")
-        return out
-
-    rhs = ["def _rhs(_T, _y, _dt):", *body([i for i in dyn_order if i in need])]
-    rhs.append(ind + "_D = np.zeros((_B, NS))")
-    for sf in state_sfs:
-        rhs += [ind + x for x in _ddt(sf)]
-    nonneg = [sf for sf in state_sfs if sf.kind == "integ" and sf.non_negative]
-    rhs.append(ind + "if _dt is None:")
-    for sf in nonneg:
-        j = sf.index
-        rhs.append(
-            f"{ind}{ind}_D[:, SL{j}] = np.where((_Y[:, SL{j}] <= 0) & (_D[:, SL{j}] < 0), "
-            f"0.0, _D[:, SL{j}])"
-        )
-    rhs.append(ind + ind + "return _D.reshape(-1)")
-    rhs.append(ind + "_N = _Y + _dt * _D")
-    for sf in nonneg:
-        rhs.append(f"{ind}_N[:, SL{sf.index}] = np.maximum(_N[:, SL{sf.index}], 0.0)")
-    for sf in state_sfs:
-        rhs += [ind + x for x in _discrete(sf)]
-    rhs.append(ind + "return _N.reshape(-1)")
-    rhs_src = "\n".join(rhs) + "\n"
-
-    obs = ["def _obs(_T, _y):", *body(dyn_order)]
-    obs_names = tuple(i for i in dyn_order if not els[i].hidden)
-    obs.append(ind + "return (" + "".join(f"v{i}, " for i in obs_names) + ")")
-    obs_src = "\n".join(obs) + "\n"
-    full = init_src + "\n" + rhs_src + "\n" + obs_src
-    code = compile(full, _FILENAME, "exec")
-    return Code(init_src, rhs_src, obs_src, code, frozenset(dynamic), obs_names)
+from sd_model._errors import ParameterError, SDModelWarning, UnsupportedFeatureError
+from sd_model.compiler import _kernel, _runtime
+from sd_model.compiler._emit_numpy import Code
+from sd_model.compiler._lowered import CONTROL_NAMES, Program, Stateful
+from sd_model.compiler._statefuls import KINDS
+from sd_model.integrate import TimeGrid, arithmetic_error, fixed_step_saves
 
 
 def _order(x: Any) -> int:
@@ -439,10 +59,14 @@ class CompiledSystem:
         grid: TimeGrid,
         *,
         continuous: bool = False,
+        kernel_for: Callable[[frozenset[int]], Any] | None = None,
     ) -> None:
         if len(overrides) < 1:
             raise ParameterError("system() needs at least one overrides mapping (one scenario).")
         self._prog = prog
+        self._kernel_for = kernel_for
+        #: Why :meth:`run_euler` last returned None ("" when it did not).
+        self.kernel_note = ""
         self.grid = grid
         self.batch = B = len(overrides)
         els = prog.elements
@@ -491,7 +115,10 @@ class CompiledSystem:
             ns[f"Q{sf.index}"] = (B, *sf.ctx.shape)
 
         def ov(i: int, default: np.ndarray) -> np.ndarray:
-            out = np.array(np.broadcast_to(default, (B, *els[i].shape)), dtype=float)
+            full = (B, *els[i].shape)
+            if i not in consts and i not in series and _is_full(default, full):
+                return default  # not overridden: no copy (the explorer moves one lever)
+            out = np.array(np.broadcast_to(default, full), dtype=float)
             for b, val in consts.get(i, {}).items():
                 out[b] = val
             for b, s in series.get(i, {}).items():
@@ -533,40 +160,19 @@ class CompiledSystem:
         blocks = []
         for sf in prog.statefuls:
             j = sf.index
-            if sf.kind in ("initial", "active_initial"):
-                if sf.kind == "initial":
+            spec = KINDS[sf.kind]
+            if spec.layout is None:
+                if not spec.time_dependent:
                     ns[f"o{j}"] = init[f"o{j}"]
                 continue
-            z = init[f"z{j}"]
-            if sf.kind in ("smooth", "delay", "delayn"):
-                n = int(init[f"n{j}"])
-                if sf.kind != "smooth":
-                    dmin = float(np.min(init[f"d{j}"]))
-                    while n > 1 and n * grid.time_step > dmin:
-                        n -= 1
-                    z = z[:, :n]
-                ns[f"N{j}"] = n
-                ns[f"QS{j}"] = (B, n, *sf.ctx.shape)
-                if sf.kind == "delayn":
-                    z = np.concatenate([z, init[f"w{j}"][:, :n]], axis=1)
-                    ns[f"QS{j}"] = (B, 2 * n, *sf.ctx.shape)
-            elif sf.kind == "delayfixed":
-                d = np.asarray(init[f"d{j}"])
-                first = float(d.flat[0])
-                if not np.all(d == first):
-                    raise UnsupportedFeatureError(
-                        f"DELAY FIXED in element '{sf.label}' needs the same delay time in "
-                        "every scenario and subscript in the compiled backend."
-                    )
-                n = round(max(first / grid.time_step, 1) + _runtime.SMALL_VENSIM)
-                z = np.repeat(np.asarray(z)[:, None], n, axis=1)
-                ns[f"N{j}"] = n
-                ns[f"QS{j}"] = (B, n, *sf.ctx.shape)
-                self._discrete.append(f"DELAY FIXED in '{sf.label}'")
-            else:
-                ns[f"QS{j}"] = (B, *sf.ctx.shape)
-                if sf.kind == "sampleiftrue":
-                    self._discrete.append(f"SAMPLE IF TRUE in '{sf.label}'")
+            lay = spec.layout(init, j, sf.label, grid.time_step)
+            z = lay.z
+            if lay.order is not None:
+                ns[f"N{j}"] = lay.order
+            stages = () if lay.stages is None else (lay.stages,)
+            ns[f"QS{j}"] = (B, *stages, *sf.ctx.shape)
+            if spec.discrete:
+                self._discrete.append(f"{spec.label} in '{sf.label}'")
             size = int(np.prod(ns[f"QS{j}"][1:], dtype=int))
             ns[f"SL{j}"] = slice(offset, offset + size)
             blocks.append((sf, offset, size, np.asarray(z, dtype=float).reshape(B, size)))
@@ -673,7 +279,7 @@ class CompiledSystem:
     @property
     def observed_size(self) -> int:
         """Number of values :meth:`observe` returns at each saved time (all scenarios)."""
-        return self.batch * sum(int(np.prod(e.shape, dtype=int)) for e in self._observed)
+        return self.batch * sum(math.prod(e.shape) for e in self._observed)
 
     def derivative(self, t: float, y: np.ndarray) -> np.ndarray:
         """``dy/dt`` at ``(t, y)``."""
@@ -717,8 +323,13 @@ class CompiledSystem:
         for e in prog.elements:
             if e.kind == "lookup" or e.hidden or e.index in dynamic:
                 continue
-            arr = np.array(np.broadcast_to(self._ns[f"v{e.index}"], (B, *e.shape)), dtype=float)
-            arr.flags.writeable = False
+            value = self._ns[f"v{e.index}"]
+            full = (B, *e.shape)
+            if _is_full(value, full) and not value.flags.writeable:
+                arr = value  # already read-only and shaped like the output
+            else:
+                arr = np.array(np.broadcast_to(value, full), dtype=float)
+                arr.flags.writeable = False
             consts[e.py_name] = arr
         for py_name, short in CONTROL_NAMES.items():
             arr = np.full(B, float(self._ns[short]))
@@ -732,8 +343,10 @@ class CompiledSystem:
 
         Gives the same result as ``integrate(system, grid, SolverOptions("euler"))``
         (an :class:`sd_model.integrate.IntegrationResult`) without a Python call per
-        step. Returns None when numba is not installed or the model uses something the
-        kernel does not cover (see :mod:`sd_model.compiler._kernel`).
+        step. Returns None when numba is not installed, the model uses something the
+        kernel does not cover (see :mod:`sd_model.compiler._kernel`) or numba cannot
+        compile the kernel; :attr:`kernel_note` then says why. A compilation failure
+        also warns (:class:`sd_model.SDModelWarning`) and is cached on disk.
 
         Raises
         ------
@@ -742,7 +355,6 @@ class CompiledSystem:
         sd_model.SettingsError
             When the run is too large (see :func:`sd_model.integrate.check_run_size`).
         """
-        from sd_model.compiler import _kernel
         from sd_model.integrate import (
             IntegrationResult,
             SolverOptions,
@@ -750,7 +362,12 @@ class CompiledSystem:
             nonfinite_error,
         )
 
-        if self._forced or not _kernel.numba_available():
+        self.kernel_note = ""
+        if self._forced:
+            self.kernel_note = "constants replaced by time series are not covered by the kernel"
+            return None
+        if not _kernel.numba_available():
+            self.kernel_note = "numba is not installed"
             return None
         # Before compiling (which can take minutes); the kernel takes a save flag per
         # step (one byte each).
@@ -761,32 +378,28 @@ class CompiledSystem:
             bytes_per_step=1,
             system=self,
         )
-        try:
-            ks = _kernel.generate_kernel(self._prog, self.code.dynamic, self.code.obs_names)
-        except _kernel.KernelUnsupported:
+        if self._kernel_for is not None:
+            ks = self._kernel_for(self._forced)  # generated once per compiled model
+        else:
+            try:
+                ks = _kernel.generate_kernel(self._prog, self.code.dynamic, self.code.obs_names)
+            except _kernel.KernelUnsupported as exc:
+                ks = exc
+        if isinstance(ks, _kernel.KernelUnsupported):
+            self.kernel_note = f"the numba kernel does not cover {ks}"
             return None
         fn = _kernel.compile_kernel(ks)
         if fn is None:
-            return None
+            return self._kernel_failed(_kernel.kernel_failure(ks))
         ns = self._ns
         g = self.grid
         B = self.batch
-        save_times = g.save_times()
         n_steps = g.n_steps()
         dt = g.time_step
-        t0 = g.initial_time
-        tol = dt * 1e-5
+        fs = fixed_step_saves(g)  # the one save-time rule of every fixed-step path
         save = np.zeros(n_steps + 1, dtype=np.bool_)
-        saved: list[float] = []
-        for ts in save_times:
-            # The step nearest to ts (the first on a tie) lies next to the rounded
-            # quotient; no array of all step times is needed.
-            near = round((ts - t0) / dt)
-            steps = range(max(near - 1, 0), min(near + 1, n_steps) + 1)
-            k = min(steps, key=lambda k: abs(t0 + dt * k - ts), default=0)
-            if abs(t0 + dt * k - ts) <= tol:
-                save[k] = True
-                saved.append(float(ts))
+        save[fs.steps] = True
+        saved: list[float] = fs.times.tolist()
         n_save = int(save.sum())
         offs = np.zeros(len(self._prog.statefuls), dtype=np.int64)
         nord = np.ones(len(self._prog.statefuls), dtype=np.int64)
@@ -800,6 +413,10 @@ class CompiledSystem:
             value = ks.extra[name] if name in ks.extra else ns[name]
             if isinstance(value, np.ndarray):
                 value = np.ascontiguousarray(value, dtype=value.dtype)
+                if name[0] == "v" and not value.flags.writeable:
+                    # constants not overridden are shared read-only views; the compiled
+                    # kernel's signature (and its on-disk cache) is for writable arrays
+                    value = value.copy()
             elif isinstance(value, int | float):
                 value = float(value)
             args.append(value)
@@ -825,7 +442,7 @@ class CompiledSystem:
                 *args,
             )
         if result is None:
-            return None
+            return self._kernel_failed(_kernel.kernel_failure(ks))
         status, where = result
         if status >= 0:
             t_bad = g.initial_time + status * dt
@@ -845,21 +462,34 @@ class CompiledSystem:
             method="euler",
         )
 
+    def _kernel_failed(self, reason: str | None) -> None:
+        self.kernel_note = f"numba could not compile the kernel ({reason or 'unknown error'})"
+        warnings.warn(
+            f"{self.kernel_note}; running fixed-step Euler in NumPy instead (same results, "
+            "slower). The failure is cached for this model and numba version (delete "
+            "sdk_*.failed in the kernels folder of the sd_model cache to retry).",
+            SDModelWarning,
+            stacklevel=3,
+        )
+        return None
+
     # ------------------------------------------------------------------ breakpoints
     def _compute_breakpoints(self, init: Mapping[str, Any], dynamic: frozenset[int]) -> list[float]:
         g = self.grid
         out: set[float] = set()
+        if not self._prog.breakpoints:
+            return []
         env = dict(self._ns)
         env.update(init)
         env["_T"] = g.initial_time
-        for bp in self._prog.breakpoints:
+        for bp, compiled in zip(self._prog.breakpoints, self.code.breakpoint_args, strict=True):
             if bp.dynamic or bp.refs & dynamic:
                 continue
             try:
                 with np.errstate(all="ignore"):
                     args = [
-                        np.atleast_1d(np.asarray(eval(src, env), dtype=float)).ravel()
-                        for src in bp.args
+                        np.atleast_1d(np.asarray(eval(c, env), dtype=float)).ravel()
+                        for c in compiled
                     ]
             except Exception:
                 continue
@@ -893,6 +523,11 @@ class CompiledSystem:
         return sorted(x for x in out if g.initial_time < x < g.final_time)
 
 
+def _is_full(value: Any, shape: tuple[int, ...]) -> bool:
+    """``value`` is a float array of exactly ``shape``."""
+    return isinstance(value, np.ndarray) and value.dtype == np.float64 and value.shape == shape
+
+
 def _compress(arr: np.ndarray) -> np.ndarray:
     """A table whose rows are all equal becomes a broadcast view of one row.
 
@@ -914,7 +549,7 @@ def _labels(sf: Stateful, shape: tuple[int, ...]) -> list[str]:
             "[" + ",".join(ctx.coords[k][idx[k][m]] for k in range(len(ctx.coords))) + "]"
             for m in range(idx[0].size)
         ]
-    if sf.kind == "integ":
+    if KINDS[sf.kind].stock:  # a stock: its own name
         return [f"{sf.label}{c}" for c in cells]
     kind = sf.kind.upper()
     if len(shape) > len(ctx.coords):

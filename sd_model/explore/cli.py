@@ -57,7 +57,7 @@ def add_explore_parser(sub: Any) -> argparse.ArgumentParser:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     """Run ``sd-model explore``."""
-    from sd_model._errors import SDModelError
+    from sd_model._errors import SDModelError, import_optional
     from sd_model.explore.session import load_setup
 
     if not 0 <= args.port <= 65535:
@@ -71,6 +71,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         time_step=args.time_step,
         jit=args.jit,
     )
+    import_optional("panel", "explore", "sd-model explore")
     from sd_model.explore.app import serve
 
     try:

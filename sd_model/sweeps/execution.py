@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import xarray as xr
 
-from sd_model._errors import SDModelError, SDModelWarning
+from sd_model._errors import SDModelError, SDModelWarning, import_optional
 from sd_model.evaluate import UsedBackend, evaluate
 from sd_model.integrate import SolverOptions, TimeGrid
 from sd_model.model import Model
@@ -327,7 +327,9 @@ def run_on_dask(
 ) -> None:
     """Run the chunks on a Dask cluster (``client``'s, one at ``scheduler``, or a local
     one of ``workers`` processes created and closed here); workers write their chunks."""
-    from distributed import Client, LocalCluster, as_completed
+    distributed = import_optional("distributed", "sweep", "Sweeps on Dask")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
+    as_completed = distributed.as_completed
 
     own_cluster = None
     own_client = None

@@ -7,7 +7,7 @@ import sys
 import time as _time
 from typing import Any, Literal
 
-from sd_model._errors import SDModelError
+from sd_model._errors import SDModelError, import_optional
 
 ProgressMode = Literal["bar", "log"]
 
@@ -37,7 +37,7 @@ class Progress:
         self._last = 0.0
         self._bar: Any = None
         if mode == "bar":
-            from tqdm.auto import tqdm
+            tqdm = import_optional("tqdm.auto", "sweep", "The sweep progress bar").tqdm
 
             self._bar = tqdm(
                 total=total, initial=done, unit="scenario", desc="sweep", dynamic_ncols=True

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sd_model._errors import SDModelError, SDModelWarning
+from sd_model._errors import SDModelError, SDModelWarning, import_optional
 from sd_model._meta import VariableInfo
 from sd_model.results import build_dataset
 from sd_model.sweeps.layout import ChunkGrid, chunk_layout
@@ -128,7 +128,7 @@ def store_arrays(store: str, key: str) -> dict[str, Any]:
     with another layout is opened afresh.
     """
     del key
-    import zarr
+    zarr = import_optional("zarr", "sweep", "Sweeps")
 
     group = zarr.open_group(store, mode="r+")
     return {str(name): arr for name, arr in group.arrays()}
@@ -151,8 +151,8 @@ def write_region(
 
 def create_store(template: xr.Dataset, path: Path, lead: list[str], chunk_grid: ChunkGrid) -> None:
     """Write the store's metadata and a "not run" status for every chunk, atomically."""
-    import dask.array
-    import zarr
+    dask = import_optional("dask.array", "sweep", "Sweeps")  # dask.array.full below
+    zarr = import_optional("zarr", "sweep", "Sweeps")
 
     lead_chunks = dict(zip(lead, chunk_grid.chunks, strict=True))
     encoding: dict[str, Any] = {}
@@ -165,7 +165,7 @@ def create_store(template: xr.Dataset, path: Path, lead: list[str], chunk_grid: 
         # (dask.array.full: chunking the NaN view itself would hash, i.e. copy, it.)
         lazy[n] = xr.Variable(
             da.dims,
-            dask.array.full(da.shape, da.values.flat[0], dtype=da.dtype, chunks=da.shape),
+            dask.full(da.shape, da.values.flat[0], dtype=da.dtype, chunks=da.shape),
             da.attrs,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,7 @@ def create_store(template: xr.Dataset, path: Path, lead: list[str], chunk_grid: 
 
 def finish_store(path: Path, attrs: Mapping[str, Any]) -> None:
     """Record the sweep as complete in the store's attrs."""
-    import zarr
+    zarr = import_optional("zarr", "sweep", "Sweeps")
 
     group = zarr.open_group(str(path), mode="r+")
     group.attrs.update(dict(attrs))
@@ -208,7 +208,7 @@ def finish_store(path: Path, attrs: Mapping[str, Any]) -> None:
 
 def _stored_chunks(path: Path, setup: Setup, attrs: Mapping[str, Any]) -> tuple[int, ...]:
     """The chunks of the store a sweep resumes; a warning if other ones were asked for."""
-    import zarr
+    zarr = import_optional("zarr", "sweep", "Sweeps")
 
     chunks = tuple(int(c) for c in zarr.open_array(str(path / "status"), mode="r").chunks)
     stored = attrs.get("sweep_chunk_size")
