@@ -95,7 +95,8 @@ def _check_string(value: str, where: str, path: pathlib.Path, *, apostrophe: boo
 def _resolve_file(value: str, model_dir: pathlib.Path) -> str:
     # Vensim on Windows writes either separator; PySD and the compiler expect '/'.
     text = value.replace("\\", "/")
-    if not text or text.startswith("?"):  # '?name' references are resolved elsewhere
+    # '?name' references were resolved or refused by sd_model.translate.parse_abstract_model
+    if not text or text.startswith("?"):
         return text
     p = pathlib.Path(text)
     if not p.is_absolute():

@@ -10,12 +10,14 @@ content hash (see :mod:`sd_model._untrusted`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +67,17 @@ def check_model_path(path: str | os.PathLike[str]) -> Path:
     return p.resolve()
 
 
-def parse_abstract_model(path: Path) -> Any:
+def parse_abstract_model(path: Path, *, file_aliases: Mapping[str, str] | None = None) -> Any:
     """Parse a model file into PySD's ``AbstractModel`` (no files written, nothing run).
 
     Parameters
     ----------
     path : pathlib.Path
         A .mdl, .xmile, .stmx or .xml file.
+    file_aliases : mapping, optional
+        What Vensim's indirect file references stand for: ``{"?inputs": "inputs.xlsx"}``
+        (relative paths are read from the model's folder). Vensim takes them from its
+        own settings, which the model file does not hold.
 
     Returns
     -------
@@ -80,10 +86,22 @@ def parse_abstract_model(path: Path) -> Any:
     Raises
     ------
     ModelLoadError
-        When the file cannot be parsed; the message names the file, the line and,
-        where it can be told, the variable.
+        When the file cannot be parsed, or reads data through an indirect file reference
+        (``'?name'``) that ``file_aliases`` does not resolve; the message names the
+        file, the line and, where it can be told, the variable.
+
+    Examples
+    --------
+    >>> am = parse_abstract_model(Path("medeas.mdl"), file_aliases={"?inputs": "inputs.xlsx"})
+    ... # doctest: +SKIP
     """
     _precheck(path)
+    aliases = _check_aliases(file_aliases or {}, path)
+    if path.suffix.lower() in VENSIM_SUFFIXES:
+        # Before PySD's parse, which takes minutes on the large models that use them.
+        refs = [r for r in find_indirect_references(path) if r.alias.lower() not in aliases]
+        if refs:
+            raise ModelLoadError(indirect_reference_message(path, refs))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -102,7 +120,177 @@ def parse_abstract_model(path: Path) -> Any:
     except Exception as exc:  # PySD raises bare Exceptions/ValueErrors/parsimonious errors
         raise ModelLoadError(_parse_error_message(exc, path)) from exc
     check_not_empty(am, path)
+    refs = _resolve_indirect(am, path, aliases)
+    if refs:
+        raise ModelLoadError(indirect_reference_message(path, refs))
     return am
+
+
+# ----------------------------------------------------------------- indirect file references
+# Vensim lets a data function name its file indirectly, GET DIRECT DATA('?inputs', ...):
+# '?inputs' is looked up in Vensim's own settings, not in the model's equations, and
+# PySD raises "Indirect reference to file" only when it initialises the model, after
+# translating all of it (minutes on the MEDEAS models that use them).
+_INDIRECT = re.compile(
+    r"\bGET\s+(?:DIRECT|XLS|123)\s+(DATA|CONSTANTS|LOOKUPS|SUBSCRIPT)\s*\(\s*'(\?[^']*)'",
+    re.IGNORECASE,
+)
+_SKETCH_MARK = "\\\\\\---///"
+
+
+@dataclasses.dataclass(frozen=True)
+class IndirectReference:
+    """A data function's ``'?name'`` file argument: where, in which variable, which call."""
+
+    alias: str
+    variable: str
+    function: str
+    line: int | None
+
+
+def find_indirect_references(path: Path) -> list[IndirectReference]:
+    """Every ``'?name'`` file argument of a GET DIRECT / GET XLS call in a Vensim file.
+
+    Reads the equations only (not comments, not the sketch); cheap enough to run before
+    PySD's parse.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    if "'?" not in text:
+        return []
+    text = text.split(_SKETCH_MARK, 1)[0]
+    refs: list[IndirectReference] = []
+    start = 0
+    for record in text.split("|"):
+        equation = record.split("~", 1)[0]
+        for found in _INDIRECT.finditer(equation):
+            line = text.count("\n", 0, start + found.start()) + 1
+            refs.append(
+                IndirectReference(
+                    alias=found.group(2),
+                    variable=_left_hand_side(equation[: found.start()]),
+                    function=" ".join(found.group(0).split("(")[0].upper().split()),
+                    line=line,
+                )
+            )
+        start += len(record) + 1
+    return refs
+
+
+def _left_hand_side(head: str) -> str:
+    """The variable name of a Vensim equation's text before its right-hand side."""
+    head = re.sub(r"\{[^}]*\}", " ", head)  # {UTF-8}, {comments}
+    lines = [ln for ln in head.splitlines() if ln.strip() and not ln.strip().startswith(":")]
+    lhs = " ".join(" ".join(lines).split(":=")[0].split("=")[0].split())
+    # a subscript range is defined as 'Region: ...'
+    return lhs.split("[")[0].split(":")[0].strip().strip('"') or "?"
+
+
+def _check_aliases(aliases: Mapping[str, str], path: Path) -> dict[str, str]:
+    out = {}
+    for key, value in aliases.items():
+        if not isinstance(key, str) or not key.startswith("?") or not isinstance(value, str):
+            raise ModelLoadError(
+                f"{path}: file_aliases maps indirect references such as '?inputs' to file "
+                f"paths (strings); got {key!r}: {value!r}."
+            )
+        out[key.lower()] = value
+    return out
+
+
+def _file_arguments(am: Any) -> list[tuple[Any, str, str]]:
+    """(holder, variable, function) of every data-file argument of ``am``.
+
+    The holder is the GET structure (a dataclass with a ``file`` field) or, for GET
+    DIRECT SUBSCRIPT ranges, the dict PySD keeps their arguments in.
+    """
+    found: list[tuple[Any, str, str]] = []
+
+    def visit(node: Any, variable: str, seen: set[int]) -> None:
+        if id(node) in seen or node is None or isinstance(node, str | int | float):
+            return
+        seen.add(id(node))
+        if dataclasses.is_dataclass(node) and not isinstance(node, type):
+            if isinstance(getattr(node, "file", None), str):
+                found.append((node, variable, type(node).__name__.replace("Structure", "")))
+            for f in dataclasses.fields(node):
+                visit(getattr(node, f.name), variable, seen)
+        elif isinstance(node, list | tuple):
+            for v in node:
+                visit(v, variable, seen)
+        elif isinstance(node, dict) and isinstance(node.get("file"), str):
+            found.append((node, variable, "GET DIRECT SUBSCRIPT"))
+
+    for section in am.sections:
+        for sub in section.subscripts:
+            visit(sub.subscripts, str(sub.name), set())
+        for el in section.elements:
+            for comp in el.components:
+                visit(comp.ast, str(el.name), set())
+    return found
+
+
+def _get_file(holder: Any) -> str:
+    return str(holder["file"] if isinstance(holder, dict) else holder.file)
+
+
+def _resolve_indirect(am: Any, path: Path, aliases: dict[str, str]) -> list[IndirectReference]:
+    """Replace resolvable ``'?name'`` file arguments in ``am``; return those left.
+
+    Also the backstop of the text scan: any ``'?name'`` PySD's parse produced that the
+    scan missed is reported from the abstract model.
+    """
+    left: list[IndirectReference] = []
+    for holder, variable, function in _file_arguments(am):
+        file = _get_file(holder)
+        if not file.startswith("?"):
+            continue
+        target = aliases.get(file.lower())
+        if target is None:
+            left.append(IndirectReference(file, variable, function, None))
+        elif isinstance(holder, dict):
+            holder["file"] = target
+        else:
+            object.__setattr__(holder, "file", target)
+    return [
+        dataclasses.replace(r, line=_find_line(path, r.alias) or _definition_line(path, r.variable))
+        for r in left
+    ]
+
+
+def indirect_reference_message(path: Path, refs: list[IndirectReference]) -> str:
+    """The error for unresolved ``'?name'`` references: what, where, what is missing, the fix."""
+    first = refs[0]
+    where = f"{path}:{first.line}" if first.line else str(path)
+    aliases = sorted({r.alias for r in refs}, key=str.lower)
+    name = first.alias[1:]
+    nearby = sorted(
+        p.name for p in path.parent.glob("*") if p.is_file() and p.stem.lower() == name.lower()
+    )
+    hint = (
+        f" A file named {nearby[0]!r} is in the model's folder: if '{first.alias}' stands "
+        f"for it, write '{nearby[0]}' in place of '{first.alias}'."
+        if nearby
+        else ""
+    )
+    others = ""
+    if len(refs) > 1:
+        shown = ", ".join(
+            f"'{r.variable}' (line {r.line})" if r.line else f"'{r.variable}'" for r in refs[1:4]
+        )
+        more = f" and {len(refs) - 4} more" if len(refs) > 4 else ""
+        others = (
+            f" {len(refs) - 1} other reference(s) use {', '.join(repr(a) for a in aliases)}: "
+            f"{shown}{more}."
+        )
+    return (
+        f"{where}: '{first.variable}' reads its data with {first.function}('{first.alias}', "
+        f"...), a Vensim indirect file reference: Vensim looks '{first.alias}' up in its own "
+        f"settings, and the model file does not say which file it stands for. Replace "
+        f"'{first.alias}' with the data file's path (relative to {path.parent}).{hint}{others}"
+    )
 
 
 def _precheck(path: Path) -> None:
@@ -356,7 +544,10 @@ def translate(path: Path, sha256: str, am: Any, cache_dir: Path | None = None) -
     cache_root = (cache_dir or default_cache_dir()).expanduser()
     # Data-file paths are written into the module as absolute paths: the folder is
     # part of the key, as the same model beside other data files is another model.
-    ident = f"{sha256}|{path.name}|{path.parent}|{pysd.__version__}|{_CACHE_VERSION}"
+    # So are the data-file arguments: '?name' references resolved through file_aliases
+    # make the same file another model.
+    files = "|".join(sorted({_get_file(h) for h, _, _ in _file_arguments(am)}))
+    ident = f"{sha256}|{path.name}|{path.parent}|{pysd.__version__}|{_CACHE_VERSION}|{files}"
     key = hashlib.sha256(ident.encode()).hexdigest()
     work = cache_root / "translations" / key[:24]
     py_file = work / (path.stem + ".py")
