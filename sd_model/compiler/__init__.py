@@ -69,8 +69,8 @@ Semantics are copied from PySD's builder and runtime (``pysd/builders/python`` a
 when ``order * TIME STEP`` exceeds the delay time, STEP switching at ``t + dt/2``).
 Constructs not covered raise :class:`sd_model.UnsupportedFeatureError` naming the
 construct and the element: random functions, DATA read from other runs' files, GET TIME
-VALUE of the computer clock, subscripted macro calls, and control variables that change
-during a run.
+VALUE of the computer clock, functions PySD does not implement either (SINTEG, DELAY
+MATERIAL), and control variables that change during a run.
 
 Examples
 --------

@@ -98,6 +98,7 @@ class _Compiler:
 
         self.macros = {sec.name: sec for sec in am.sections[1:]}
         self._scope: dict[str, int] | None = None
+        self._macro_ctx: Ctx | None = None  # context of the subscripted macro call being inlined
         self._n_calls = 0
         self.model_dir = model_dir
         section = am.sections[0]
@@ -165,11 +166,16 @@ class _Compiler:
             self._const_keys[key] = name
         return name
 
-    def unsupported(self, what: str) -> UnsupportedFeatureError:
+    def unsupported(self, what: str, *, pysd_runs: bool = True) -> UnsupportedFeatureError:
         el = self._element.name if self._element is not None else "?"
-        return UnsupportedFeatureError(
-            f"The compiled backend does not support {what} in element '{el}'; "
+        fix = (
             "use backend='pysd' for this model."
+            if pysd_runs
+            else "PySD does not implement it either: replace it in the model "
+            "(for example by stocks and flows that do the same)."
+        )
+        return UnsupportedFeatureError(
+            f"The compiled backend does not support {what} in element '{el}'; {fix}"
         )
 
     def _subscript_numbers(self) -> dict[str, tuple[str | None, list[float]]]:
@@ -252,6 +258,9 @@ class _Compiler:
             el.kind = "constant"
 
     def _ctx(self, subs: list[str]) -> Ctx:
+        if not subs and self._macro_ctx is not None:
+            # a macro's (scalar) equations, inlined into a subscripted call
+            return self._macro_ctx
         d = self.sm.make_coord_dict(list(subs))
         return Ctx(tuple(d), tuple(tuple(v) for v in d.values()))
 
@@ -622,6 +631,18 @@ class _Compiler:
                 continue
             if set(c) <= rset and set(c) <= set(vco):
                 return p, c
+        # mapping onto a range whose subrange is the context (`x[r1sub] = y[r2]`, r2 -> r1):
+        # the positional correspondence of the whole ranges, read at the context's cells
+        for mapped in self.sm.mapping.get(base, []) or []:
+            if not isinstance(mapped, str) or mapped not in self.subs:
+                continue
+            full_m, src = self.subs[mapped], self.subs[base]
+            for p, (n, c) in enumerate(zip(ctx.names, ctx.coords, strict=True)):
+                if p in used or n.endswith("!") or not set(c) <= set(full_m):
+                    continue
+                if len(full_m) != len(src):
+                    raise self.unsupported(f"a subscript mapping of {base} to {mapped}")
+                return p, tuple(src[full_m.index(x)] for x in c)
         raise self.unsupported(f"the subscript range {sub} in a reference")
 
     # ------------------------------------------------------------------ calls
@@ -637,13 +658,13 @@ class _Compiler:
             if not el.components and el.lookup_tables is None:
                 # lookup element not compiled yet: compile it now (declared later)
                 ael = self.abstract[self._clean(el.name)]
-                saved = self._element
-                self._element = el
+                saved, saved_ctx = self._element, self._macro_ctx
+                self._element, self._macro_ctx = el, None
                 if all(isinstance(c.ast, ae.LookupsStructure) for c in ael.components):
                     self._compile_lookup(el, ael.components)
                 elif any(isinstance(c.ast, ae.GetLookupsStructure) for c in ael.components):
                     self._compile_ext_lookup(el, ael.components)
-                self._element = saved
+                self._element, self._macro_ctx = saved, saved_ctx
                 if el.kind == "lookup":
                     return self._lookup_call(el.index, ast, ctx)
             raise self.unsupported(f"a call to the variable '{el.name}'")
@@ -693,22 +714,35 @@ class _Compiler:
                 self._mark_dynamic()
                 return lw.Arith(("+",), (lw.Time(), self.expr(args[1], ctx)))
             raise self.unsupported("GET TIME VALUE other than (0, offset, 0)")
-        raise self.unsupported(f"the function {fname.upper().replace('_', ' ')}")
+        from pysd.builders.python.python_functions import functionspace
+
+        # e.g. SINTEG, DELAY MATERIAL, DELAY CONVEYOR: PySD parses them as plain calls
+        raise self.unsupported(
+            f"the function {fname.upper().replace('_', ' ')}", pysd_runs=fname in functionspace
+        )
 
     def _macro_call(self, fname: str, args: list[Any], ctx: Ctx) -> Expr:
         """Inline a macro: fresh hidden elements for its parameters and equations."""
         sec = self.macros[fname]
-        if ctx.names:
-            raise self.unsupported(f"the subscripted call of macro {fname}")
         if len(args) != len(sec.params):
             raise self.unsupported(f"macro {fname} called with {len(args)} arguments")
+        if ctx.names:
+            # A subscripted call (``y[g] = MACRO(z[g], k)``) applies the macro to every
+            # cell of the context: its hidden elements take the caller's subscripts, and
+            # its scalar equations are lowered in that context (one state per cell).
+            for mel in sec.elements:
+                if any(c.subscripts[0] for c in mel.components):
+                    raise self.unsupported(
+                        f"the subscripted call of macro {fname}, whose equations have subscripts"
+                    )
+        dims, coords = ctx.names, ctx.coords
         self._n_calls += 1
         tag = f"_macro{self._n_calls}_{fname}"
         scope: dict[str, int] = {}
         saved_element = self._element
         for param, arg in zip(sec.params, args, strict=True):
             # the argument is evaluated in the caller's scope, as its own hidden element
-            el = self._hidden(f"{tag}_{param}", ())
+            el = self._hidden(f"{tag}_{param}", dims, coords)
             el.scope = self._scope
             col = Collector()
             self._col.append(col)
@@ -718,37 +752,43 @@ class _Compiler:
             finally:
                 self._col.pop()
                 self._element = saved_element
-            el.components.append(lw.Component(Ctx(), expr, None, True))
+            el.components.append(lw.Component(ctx, expr, None, True))
             el.refs = col.refs
             el.uses_time = col.dynamic
             scope[self._clean(param)] = el.index
         pending = []
         for ael in sec.elements:
-            el = self._hidden(f"{tag}_{self._clean(ael.name)}", ())
+            el = self._hidden(f"{tag}_{self._clean(ael.name)}", dims, coords)
             el.scope = scope
             scope[self._clean(ael.name)] = el.index
             pending.append((el, ael))
-        saved_scope, saved_cols = self._scope, self._col
-        self._scope, self._col = scope, []
+        saved_scope, saved_cols, saved_ctx = self._scope, self._col, self._macro_ctx
+        self._scope, self._col, self._macro_ctx = scope, [], (ctx if ctx.names else None)
         try:
             for el, ael in pending:
                 self._element = el
                 self._compile_element(el, ael)
         finally:
             self._scope, self._col, self._element = saved_scope, saved_cols, saved_element
+            self._macro_ctx = saved_ctx
         ret = scope.get(self._clean(fname))
         if ret is None:
             raise self.unsupported(f"macro {fname} without an output named like the macro")
         self._add_ref(ret)
         return self._ref_src(ret, [], ctx)
 
-    def _hidden(self, py_name: str, dims: tuple[str, ...]) -> Element:
+    def _hidden(
+        self,
+        py_name: str,
+        dims: tuple[str, ...],
+        coords: tuple[tuple[str, ...], ...] = (),
+    ) -> Element:
         el = Element(
             index=len(self.elements),
             name=py_name,
             py_name=py_name,
             dims=dims,
-            coords=(),
+            coords=coords,
             units="",
             doc="",
             limits=(None, None),
