@@ -2,8 +2,8 @@
 
 Run from the repository root::
 
-    /work/venv/bin/python benchmarks/bench_compiled.py            # everything
-    /work/venv/bin/python benchmarks/bench_compiled.py --no-pysd  # skip the slow PySD run
+    .venv/bin/python benchmarks/bench_compiled.py            # everything
+    .venv/bin/python benchmarks/bench_compiled.py --no-pysd  # skip the slow PySD run
 
 Measured in the same process, on the same model (``benchmarks/models/regions20.mdl``:
 20 regions, population and capital stocks, migration through SUM over regions, a

@@ -1,9 +1,18 @@
-"""Backends: what turns a loaded model plus overrides into a runnable :class:`System`.
+"""Backends: what runs a batch of parameter sets of a loaded model, behind one protocol.
 
-* ``pysd`` (reference): PySD's own runtime model, driven by our integrators instead of
-  PySD's Euler loop. It runs every construct PySD runs, one scenario at a time.
-* ``compiled``: the model compiled to vectorized NumPy (``sd_model.compiler``), batched
-  over scenarios.
+A backend is anything with the :class:`Backend` protocol; :data:`REGISTRY` lists them in
+order of preference, and :func:`sd_model.evaluate.choose_backend` (the one fallback rule)
+and :func:`sd_model.evaluate.evaluate` (the one entry point) only ever go through it.
+
+* ``compiled`` (:class:`CompiledBackend`): the model compiled to vectorized NumPy
+  (``sd_model.compiler``), a whole batch in one integration.
+* ``pysd`` (:class:`PySDBackend`, the reference): PySD's own runtime model, driven by our
+  integrators instead of PySD's Euler loop (:class:`PySDSystem`). It runs every construct
+  PySD runs, one scenario at a time.
+
+A third backend is one class with the protocol, one entry in :data:`REGISTRY` and its
+name in the two ``Literal`` types below (and in ``sd_model.cli._BACKENDS``, kept equal by
+a test).
 """
 
 from __future__ import annotations
@@ -11,17 +20,190 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import xarray as xr
 
 from sd_model._errors import SDModelError, UnsupportedFeatureError
 from sd_model._meta import VariableInfo
-from sd_model.integrate import TimeGrid, arithmetic_error
+from sd_model.integrate import SolverOptions, TimeGrid, arithmetic_error, integrate
 
+if TYPE_CHECKING:
+    from sd_model.model import Model
+
+#: A backend as users name it (``auto``: the first in :data:`REGISTRY` that runs the model).
 BackendName = Literal["auto", "compiled", "pysd"]
-BACKENDS: tuple[str, ...] = ("auto", "compiled", "pysd")
+#: A backend that actually ran.
+UsedBackend = Literal["compiled", "pysd"]
+
+
+class BackendRun(NamedTuple):
+    """What a backend returns for a batch: plain arrays, no metadata.
+
+    ``values`` maps py_name to ``(B, T, *dims)`` (time-dependent) or ``(B, *dims)``;
+    ``nfev`` has one count per parameter set; ``messages`` are the solver's warnings.
+    """
+
+    times: np.ndarray
+    values: dict[str, np.ndarray]
+    nfev: list[int]
+    messages: list[str]
+
+
+class Backend(Protocol):
+    """How a model is run: the one interface :func:`sd_model.evaluate.evaluate` calls.
+
+    Attributes
+    ----------
+    name : {"compiled", "pysd"}
+        The name users give (``backend=``) and results record.
+    label : str
+        The name in messages ("the PySD backend").
+    batched : bool
+        True when a batch is one integration; False when it is a loop of single runs.
+    """
+
+    @property
+    def name(self) -> UsedBackend: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def batched(self) -> bool: ...
+
+    def check(self, model: Model) -> None:
+        """Raise :class:`UnsupportedFeatureError` when this backend cannot run ``model``."""
+        ...
+
+    def run(
+        self,
+        model: Model,
+        overrides: Sequence[Mapping[str, Any]],
+        variables: Sequence[VariableInfo],
+        grid: TimeGrid,
+        solver: SolverOptions,
+    ) -> BackendRun:
+        """Run ``model`` once per (normalized) overrides mapping, saving ``variables``."""
+        ...
+
+
+class CompiledBackend:
+    """The model compiled to vectorized NumPy: a batch is one integration."""
+
+    name: UsedBackend = "compiled"
+    label = "compiled"
+    batched = True
+
+    def check(self, model: Model) -> None:
+        model.compiled()
+
+    def run(
+        self,
+        model: Model,
+        overrides: Sequence[Mapping[str, Any]],
+        variables: Sequence[VariableInfo],
+        grid: TimeGrid,
+        solver: SolverOptions,
+    ) -> BackendRun:
+        system = model.compiled().system(list(overrides), grid, continuous=solver.adaptive)
+        result = integrate(system, grid, solver)
+        messages = list(result.messages)
+        note = getattr(system, "kernel_note", "")
+        if solver.method == "euler-numba" and note and "could not compile" not in note:
+            # A compile failure has warned already; the other reasons are said here, once.
+            messages.append(f"euler-numba: {note}; ran fixed-step Euler in NumPy (same results).")
+        # One integration for the batch: its evaluations are every run's.
+        nfev = [int(result.nfev)] * len(overrides)
+        obs = result.observations
+        values: dict[str, np.ndarray] = {}
+        if not obs:
+            return BackendRun(np.asarray(result.times), values, nfev, messages)
+        first = obs[0]
+        n = len(obs)
+        for var in variables:
+            value = first.get(var.py_name)
+            if value is None:
+                continue
+            if not var.time_dependent:
+                values[var.py_name] = np.asarray(value)
+                continue
+            # (B, T, *dims), filled time by time: one allocation per variable.
+            head = np.asarray(value)
+            out = np.empty((head.shape[0], n, *head.shape[1:]), dtype=head.dtype)
+            name = var.py_name
+            for k, o in enumerate(obs):
+                out[:, k] = o[name]
+            values[name] = out
+        return BackendRun(np.asarray(result.times), values, nfev, messages)
+
+
+class PySDBackend:
+    """PySD's runtime (the reference): one fresh runtime and integration per run."""
+
+    name: UsedBackend = "pysd"
+    label = "PySD"
+    batched = False
+
+    def check(self, model: Model) -> None:
+        """PySD runs whatever it translated (its runtime errors surface during the run)."""
+
+    def run(
+        self,
+        model: Model,
+        overrides: Sequence[Mapping[str, Any]],
+        variables: Sequence[VariableInfo],
+        grid: TimeGrid,
+        solver: SolverOptions,
+    ) -> BackendRun:
+        from sd_model.translate import load_runtime
+
+        per_run: list[dict[str, np.ndarray]] = []
+        nfev: list[int] = []
+        messages: list[str] = []
+        times: np.ndarray | None = None
+        capture = model.variables
+        for ov in overrides:
+            runtime = load_runtime(model._py_file, model.path)
+            system = PySDSystem(runtime, grid, capture, ov, continuous=solver.adaptive)
+            result = integrate(system, grid, solver)
+            messages.extend(m for m in result.messages if m not in messages)
+            times = np.asarray(result.times)
+            out: dict[str, np.ndarray] = {}
+            for var in variables:
+                arrs = [_as_array(o[var.py_name], var, model.coords) for o in result.observations]
+                out[var.py_name] = np.stack(arrs) if var.time_dependent else arrs[0]
+            per_run.append(out)
+            nfev.append(int(result.nfev))
+        assert times is not None
+        values = {v.py_name: np.stack([r[v.py_name] for r in per_run]) for v in variables}
+        return BackendRun(times, values, nfev, messages)
+
+
+#: The backends, in order of preference: ``auto`` runs the first whose ``check`` passes.
+REGISTRY: dict[str, Backend] = {b.name: b for b in (CompiledBackend(), PySDBackend())}
+BACKENDS: tuple[str, ...] = ("auto", *REGISTRY)
+
+
+def _as_array(value: Any, var: VariableInfo, coords: Mapping[str, list[str]]) -> np.ndarray:
+    """PySD's value of one variable (a number or an xarray.DataArray) on the full dims."""
+    if isinstance(value, xr.DataArray):
+        if tuple(str(d) for d in value.dims) != var.dims:
+            value = value.transpose(*[d for d in var.dims if d in value.dims])
+        # PySD names a dim after its range even when a variable covers only part of
+        # it; place such values on the whole range (NaN elsewhere) so dims agree.
+        for d in value.dims:
+            full = coords.get(str(d))
+            if full is not None and [str(c) for c in value.coords[d].values] != full:
+                value = value.assign_coords({d: [str(c) for c in value.coords[d].values]})
+                value = value.reindex({d: full})
+        return np.asarray(value.values, dtype=float)
+    arr = np.asarray(value, dtype=float)
+    if var.dims:
+        shape = tuple(len(coords[d]) for d in var.dims)
+        arr = np.broadcast_to(arr, shape).copy()
+    return arr
 
 
 class _Leaf:

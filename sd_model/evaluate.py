@@ -1,10 +1,11 @@
 """The single batched evaluation entry point: parameter sets in, arrays out.
 
 ``Model.run`` is a batch of one; sweeps, calibration, sensitivity analysis and the policy
-explorer call :func:`evaluate` with many parameter sets. On the compiled backend a batch
-is one vectorized integration; on the PySD reference backend it is a loop. The choice
-between the two, and the warning when sd_model falls back, is made here only
-(:func:`choose_backend`).
+explorer call :func:`evaluate` with many parameter sets. Each backend is an
+implementation of :class:`sd_model.backends.Backend` listed in
+:data:`sd_model.backends.REGISTRY`: on the compiled backend a batch is one vectorized
+integration; on the PySD reference backend it is a loop. The choice between them, and the
+warning when sd_model falls back, is made here only (:func:`choose_backend`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,13 +26,13 @@ from sd_model._errors import (
     UnsupportedFeatureError,
 )
 from sd_model._meta import VariableInfo
-from sd_model.backends import BACKENDS, BackendName
-from sd_model.integrate import SolverOptions, TimeGrid, integrate
+from sd_model.backends import REGISTRY, BackendName, UsedBackend
+from sd_model.integrate import SolverOptions, TimeGrid
 
 if TYPE_CHECKING:
     from sd_model.model import Model
 
-UsedBackend = Literal["compiled", "pysd"]
+__all__ = ["BackendName", "Evaluation", "UsedBackend", "choose_backend", "evaluate"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +71,11 @@ class Evaluation:
 def choose_backend(
     model: Model, backend: BackendName, *, what: str = "running"
 ) -> tuple[UsedBackend, str]:
-    """The backend a run uses, and the reason when it is not the compiled one.
+    """The backend a run uses, and the reason when it is not the preferred one.
 
-    ``auto`` uses the compiled backend when it covers the model and otherwise warns
-    (:class:`SDModelWarning`) and uses PySD's runtime; ``compiled`` raises instead.
+    ``auto`` uses the first backend of :data:`sd_model.backends.REGISTRY` (the compiled
+    one) when it covers the model, and otherwise warns (:class:`SDModelWarning`) and uses
+    the next that does (PySD's runtime); a named backend (``compiled``) raises instead.
 
     Parameters
     ----------
@@ -93,24 +95,34 @@ def choose_backend(
     UnsupportedFeatureError
         With ``backend="compiled"`` when the compiler does not cover the model.
     """
-    if backend not in BACKENDS:
-        raise SDModelError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    if backend == "pysd":
-        return "pysd", ""
+    if backend != "auto" and backend not in REGISTRY:
+        names = ", ".join(["auto", *REGISTRY])
+        raise SDModelError(f"Unknown backend {backend!r}; choose one of {names}.")
+    if backend != "auto":
+        REGISTRY[backend].check(model)
+        return REGISTRY[backend].name, ""
+    preferred, *others = REGISTRY.values()
     try:
-        model.compiled()
-        return "compiled", ""
+        preferred.check(model)
+        return preferred.name, ""
     except UnsupportedFeatureError as exc:
-        if backend == "compiled":
-            raise
-        one_at_a_time = ", one scenario at a time," if what != "running" else ""
+        reason: UnsupportedFeatureError = exc
+    for fallback in others:
+        try:
+            fallback.check(model)
+        except UnsupportedFeatureError:
+            continue
+        one_at_a_time = (
+            ", one scenario at a time," if what != "running" and not fallback.batched else ""
+        )
         warnings.warn(
-            f"{model.path.name}: {what} with the PySD backend{one_at_a_time} because the "
-            f"compiled backend cannot run this model: {exc}",
+            f"{model.path.name}: {what} with the {fallback.label} backend{one_at_a_time} because "
+            f"the {preferred.label} backend cannot run this model: {reason}",
             SDModelWarning,
             stacklevel=3,
         )
-        return "pysd", str(exc)
+        return fallback.name, str(reason)
+    raise reason
 
 
 def evaluate(
@@ -189,10 +201,9 @@ def evaluate(
             raise SDModelError(f"{model.path.name}: no output variable(s) {missing} in this run.")
         variables = [by_name[o] for o in outputs]
     try:
-        if used == "compiled":
-            times, values, nfev, messages = _run_compiled(model, overrides, variables, grid, solver)
-        else:
-            times, values, nfev, messages = _run_pysd(model, overrides, variables, grid, solver)
+        times, values, nfev, messages = REGISTRY[used].run(
+            model, overrides, variables, grid, solver
+        )
     except (IntegrationError, UnsupportedFeatureError, SettingsError) as exc:
         # Name the model file: in a sweep or a CLI log several models may be in play.
         if model.path.name in str(exc):
@@ -225,97 +236,3 @@ def _with_time_series(
         else v
         for v in variables
     ]
-
-
-def _run_compiled(
-    model: Model,
-    overrides: list[dict[str, Any]],
-    variables: list[VariableInfo],
-    grid: TimeGrid,
-    solver: SolverOptions,
-) -> tuple[np.ndarray, dict[str, np.ndarray], list[int], list[str]]:
-    compiled = model.compiled()
-    system = compiled.system(overrides, grid, continuous=solver.adaptive)
-    result = integrate(system, grid, solver)
-    messages = list(result.messages)
-    note = getattr(system, "kernel_note", "")
-    if solver.method == "euler-numba" and note and "could not compile" not in note:
-        # A compile failure has warned already; the other reasons are said here, once.
-        messages.append(f"euler-numba: {note}; ran fixed-step Euler in NumPy (same results).")
-    obs = result.observations
-    values: dict[str, np.ndarray] = {}
-    if not obs:
-        return np.asarray(result.times), values, [int(result.nfev)] * len(overrides), messages
-    first = obs[0]
-    n = len(obs)
-    for var in variables:
-        value = first.get(var.py_name)
-        if value is None:
-            continue
-        if not var.time_dependent:
-            values[var.py_name] = np.asarray(value)
-            continue
-        # (B, T, *dims), filled time by time: one allocation per variable.
-        head = np.asarray(value)
-        out = np.empty((head.shape[0], n, *head.shape[1:]), dtype=head.dtype)
-        name = var.py_name
-        for k, o in enumerate(obs):
-            out[:, k] = o[name]
-        values[name] = out
-    # One integration for the batch: its evaluations are every run's.
-    nfev = [int(result.nfev)] * len(overrides)
-    return np.asarray(result.times), values, nfev, messages
-
-
-def _run_pysd(
-    model: Model,
-    overrides: list[dict[str, Any]],
-    variables: list[VariableInfo],
-    grid: TimeGrid,
-    solver: SolverOptions,
-) -> tuple[np.ndarray, dict[str, np.ndarray], list[int], list[str]]:
-    from sd_model.backends import PySDSystem
-    from sd_model.translate import load_runtime
-
-    per_run: list[dict[str, np.ndarray]] = []
-    nfev: list[int] = []
-    messages: list[str] = []
-    times: np.ndarray | None = None
-    capture = model.variables
-    for ov in overrides:
-        runtime = load_runtime(model._py_file, model.path)
-        system = PySDSystem(runtime, grid, capture, ov, continuous=solver.adaptive)
-        result = integrate(system, grid, solver)
-        messages.extend(m for m in result.messages if m not in messages)
-        times = np.asarray(result.times)
-        out: dict[str, np.ndarray] = {}
-        for var in variables:
-            arrs = [_as_array(o[var.py_name], var, model.coords) for o in result.observations]
-            out[var.py_name] = np.stack(arrs) if var.time_dependent else arrs[0]
-        per_run.append(out)
-        nfev.append(int(result.nfev))
-    assert times is not None
-    values = {v.py_name: np.stack([r[v.py_name] for r in per_run]) for v in variables}
-    return times, values, nfev, messages
-
-
-def _as_array(value: Any, var: VariableInfo, coords: Mapping[str, list[str]]) -> np.ndarray:
-    """PySD's value of one variable (a number or an xarray.DataArray) on the full dims."""
-    import xarray as xr
-
-    if isinstance(value, xr.DataArray):
-        if tuple(str(d) for d in value.dims) != var.dims:
-            value = value.transpose(*[d for d in var.dims if d in value.dims])
-        # PySD names a dim after its range even when a variable covers only part of
-        # it; place such values on the whole range (NaN elsewhere) so dims agree.
-        for d in value.dims:
-            full = coords.get(str(d))
-            if full is not None and [str(c) for c in value.coords[d].values] != full:
-                value = value.assign_coords({d: [str(c) for c in value.coords[d].values]})
-                value = value.reindex({d: full})
-        return np.asarray(value.values, dtype=float)
-    arr = np.asarray(value, dtype=float)
-    if var.dims:
-        shape = tuple(len(coords[d]) for d in var.dims)
-        arr = np.broadcast_to(arr, shape).copy()
-    return arr

@@ -48,6 +48,59 @@ def test_pysd_backend_evaluates_the_same_batch(model: sd_model.Model) -> None:
     np.testing.assert_allclose(ref.values["population"], fast.values["population"], rtol=1e-12)
 
 
+def test_every_backend_is_reached_through_the_registry(
+    model: sd_model.Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sd_model import backends
+    from sd_model.evaluate import choose_backend
+
+    assert backends.BACKENDS == ("auto", *backends.REGISTRY) == ("auto", "compiled", "pysd")
+    for name, impl in backends.REGISTRY.items():
+        assert impl.name == name and impl.label and isinstance(impl.batched, bool)
+    grid = model.time_grid(final_time=2025)
+    solver = SolverOptions("euler")
+    sets = [{}, {"transfer intensity": 0.5}]
+
+    class Counting(backends.CompiledBackend):
+        """A third backend: one class and one registry entry."""
+
+        name = "counting"  # type: ignore[assignment]
+        label = "counting"
+        batches = 0
+
+        def run(self, *args: object, **kwargs: object) -> backends.BackendRun:
+            Counting.batches += 1
+            return super().run(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setitem(backends.REGISTRY, "counting", Counting())
+    ev = evaluate(model, sets, solver=solver, grid=grid, backend="counting")  # type: ignore[arg-type]
+    ref = evaluate(model, sets, solver=solver, grid=grid, backend="compiled")
+    assert Counting.batches == 1  # a batch is one call of the backend
+    assert ev.backend == "counting"
+    np.testing.assert_array_equal(ev.values["population"], ref.values["population"])
+    with pytest.raises(sd_model.SDModelError, match="choose one of auto, compiled, pysd, counting"):
+        choose_backend(model, "fast")
+
+    class Refusing(backends.CompiledBackend):
+        def check(self, model: sd_model.Model) -> None:
+            raise sd_model.UnsupportedFeatureError("no FOO here")
+
+    # auto: the first registered backend that runs the model, with a warning naming why.
+    monkeypatch.setitem(backends.REGISTRY, "compiled", Refusing())
+    with pytest.warns(
+        sd_model.SDModelWarning,
+        match="sweeping with the PySD backend, one scenario at a time, because the "
+        "compiled backend cannot run this model: no FOO here",
+    ):
+        assert choose_backend(model, "auto", what="sweeping") == ("pysd", "no FOO here")
+    with pytest.raises(sd_model.UnsupportedFeatureError, match="no FOO"):
+        choose_backend(model, "compiled")
+    with pytest.warns(sd_model.SDModelWarning, match="running with the PySD backend because"):
+        fell_back = evaluate(model, sets, solver=solver, grid=grid)
+    assert fell_back.backend == "pysd" and fell_back.note == "no FOO here"
+    np.testing.assert_allclose(fell_back.values["population"], ref.values["population"], rtol=1e-12)
+
+
 def test_outputs_select_variables_and_unknown_ones_are_named(model: sd_model.Model) -> None:
     grid = model.time_grid(final_time=2025)
     ev = evaluate(model, [{}], solver=SolverOptions(), grid=grid, outputs=["population"])

@@ -134,6 +134,20 @@ def test_region_range_and_required_names(model, baseline):
     ):
         assert baseline[var].dims == ("time",), var
     assert baseline.time.values[0] == 2022 and baseline.time.values[-1] == 2050
+    # The national figures, recomputed here from the regional ones: totals are sums; the
+    # Williamson (1965) index is the population-weighted coefficient of variation of income
+    # per capita; Theil's T index is sum_i s_i (y_i / m) ln(y_i / m), s_i population shares.
+    pop = baseline.population.values
+    np.testing.assert_allclose(baseline.total_population.values, pop.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(baseline.gdp.values, baseline.grp.values.sum(axis=1), rtol=1e-12)
+    share = pop / pop.sum(axis=1, keepdims=True)
+    y = baseline.income_per_capita.values
+    m = (share * y).sum(axis=1, keepdims=True)
+    williamson = np.sqrt((share * (y - m) ** 2).sum(axis=1)) / m[:, 0]
+    np.testing.assert_allclose(baseline.williamson_index.values, williamson, rtol=1e-10)
+    theil = (share * y / m * np.log(y / m)).sum(axis=1)
+    np.testing.assert_allclose(baseline.theil_index.values, theil, rtol=1e-8, atol=1e-14)
+    assert (williamson > 0).all() and (theil > 0).all()  # the regions are unequal
     params = model.parameters
     for lever in [*LEVERS, "policy start year"]:
         assert lever in params.index, lever
@@ -480,6 +494,13 @@ def test_scenario_files_run(name):
     ds = sc.run(backend="compiled")
     assert ds.time.values[-1] == (2022 if name == "hindcast" else 2050)
     assert np.isfinite(ds.population.values).all()
+    np.testing.assert_allclose(
+        ds.total_population.values, ds.population.values.sum(axis=1), rtol=1e-12
+    )
+    if name != "hindcast":
+        # Every forecast starts from the 2022 statistics (levers act from the policy year).
+        pop = _regional("population_avg_annual.csv", 2022)
+        np.testing.assert_allclose(ds.population.sel(time=2022).values, pop, rtol=1e-12)
 
 
 def test_sensitivity_sweep_reproduces_the_baseline_in_its_default_cell():

@@ -84,6 +84,23 @@ def test_a_grid_point_equals_a_single_run(model: sd_model.Model, point: tuple) -
         np.testing.assert_allclose(ds[name].sel(sel).values, single[name].values, rtol=1e-13)
 
 
+def test_sweep_values_match_closed_form_solutions(blowup: sd_model.Model) -> None:
+    # With growth rate 0 the model is x' = -d x, x(0) = 1: Euler's iterate at step k is
+    # (1 - d dt)^k exactly, and the exact solution is exp(-d t).
+    decays = [0.5, 1.0, 2.0]
+    grid = {"growth rate": [0.0], "decay": decays}
+    euler = sweep(blowup, grid=grid, method="euler")
+    rk45 = sweep(blowup, grid=grid, method="RK45", rtol=1e-10, atol=1e-12)
+    t = euler["time"].values
+    np.testing.assert_allclose(t, np.arange(0, 2.25, 0.25))
+    steps = np.round(t / 0.0625)
+    for d in decays:
+        x = euler["x"].sel(growth_rate=0.0, decay=d).values
+        np.testing.assert_allclose(x, (1 - d * 0.0625) ** steps, rtol=1e-12)
+        x = rk45["x"].sel(growth_rate=0.0, decay=d).values
+        np.testing.assert_allclose(x, np.exp(-d * t), rtol=1e-8)
+
+
 def test_samples_give_a_scenario_dim_with_parameter_coords(model: sd_model.Model) -> None:
     samples = {
         "method": "lhs",
@@ -282,13 +299,40 @@ def test_scenario_file_sweep(model: sd_model.Model, tmp_path: Path) -> None:
     }
     assert json.loads(ds.attrs["overrides"]) == {"policy start year": 2025}
     assert ds.attrs["sweep_seed"] == 20261127
+    # Values, against truths the sweep does not compute: total population is the SUM of
+    # the regions in the model file; the drawn parameters lie within their distributions'
+    # bounds, and a Latin hypercube puts exactly one uniform draw in each of n strata.
+    np.testing.assert_allclose(
+        ds["total_population"].values, ds["population"].sum("Region").values, rtol=1e-12
+    )
+    birth = ds["birth_rate"].values
+    assert ((birth >= 0.012) & (birth <= 0.024)).all()
+    assert sorted(np.floor((birth - 0.012) / (0.012 / 64)).astype(int)) == list(range(64))
+    assert ((ds["death_rate"] >= 0.006) & (ds["death_rate"] <= 0.011)).all()
+    assert ((ds["mobility"] > 0) & (ds["mobility"] <= 0.05)).all()
+    # ... and a point of the sweep is the single run with the scenario's settings.
+    for ti, ps, k in [(0, 0, 0), (3, 2, 41)]:
+        point = ds.isel(transfer_intensity=ti, productivity_South=ps, scenario=k)
+        params = {
+            "policy start year": 2025,
+            "transfer intensity": float(point["transfer_intensity"]),
+            "productivity[South]": float(point["productivity_South"]),
+            "birth rate": float(point["birth_rate"]),
+            "death rate": float(point["death_rate"]),
+            "mobility": float(point["mobility"]),
+        }
+        single = model.run(params, method="euler", initial_time=2022, final_time=2050)
+        for name in ("population", "capital", "income_per_capita", "total_population"):
+            np.testing.assert_allclose(point[name].values, single[name].values, rtol=1e-13)
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"model: {EXAMPLE}\nsweep:\n  grids: {{mobility: [0, 1]}}\n")
     with pytest.raises(ScenarioError, match="Did you mean 'grid'"):
         sweep_scenario(bad)
 
 
-def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_sweep(
+    model: sd_model.Model, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     scenario = tmp_path / "s.yaml"
     scenario.write_text(
         f"model: {EXAMPLE}\ntime: {{final: 2025}}\n"
@@ -311,6 +355,12 @@ def test_cli_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         "time": 4,
         "Region": 3,
     }
+    # What the CLI stored is what a run with the same parameters returns.
+    point = ds.isel(transfer_intensity=1, scenario=3)
+    single = model.run(
+        {"transfer intensity": 1.0, "mobility": float(point["mobility"])}, final_time=2025
+    )
+    np.testing.assert_allclose(point["population"].values, single["population"].values, rtol=1e-13)
 
 
 def test_to_ema_shapes(model: sd_model.Model, blowup: sd_model.Model) -> None:
