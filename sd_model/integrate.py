@@ -12,6 +12,7 @@ steps across a kink or jump it cannot see.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -373,7 +374,10 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
             "these elements (DELAY FIXED, SAMPLE IF TRUE, ...) update once per time step. "
             "Use method='euler'."
         )
-    n_state = len(system.state_labels)
+    # The size, not the labels: a system may build its labels only for error messages.
+    n_state = int(getattr(system, "n_state", -1))
+    if n_state < 0:
+        n_state = len(system.state_labels)
     check_run_size(
         grid,
         options,
@@ -661,25 +665,28 @@ def _integrate_fixed(system: System, grid: TimeGrid, options: SolverOptions) -> 
     i = 0
     next_save = save_steps[0] if save_steps else -1
     t = grid.initial_time
-    for k in range(n_steps + 1):
-        # Time accumulates step by step exactly as in PySD's and Vensim's loops (a model
-        # dividing by (2 - Time) sees 2.0000000000000004, not 2.0, as they do).
-        if k:
-            t = t + dt
-        if k == next_save:
-            states.append(y.copy())
-            observations.append(system.observe(t, y))
-            i += 1
-            next_save = save_steps[i] if i < len(save_steps) else -1
-        if k == n_steps:
-            break
-        if euler:
-            y = np.asarray(system.euler_step(t, y, dt), dtype=float)
-            nfev += 1
-        else:
-            y = _rk4_step(system.derivative, t, y, dt)
-            nfev += 4
-        _check_finite(system, t + dt, y)
+    # A system may set up its floating-point error handling once for the whole loop.
+    stepping = getattr(system, "stepping", None)
+    with stepping() if stepping is not None else contextlib.nullcontext():
+        for k in range(n_steps + 1):
+            # Time accumulates step by step exactly as in PySD's and Vensim's loops (a model
+            # dividing by (2 - Time) sees 2.0000000000000004, not 2.0, as they do).
+            if k:
+                t = t + dt
+            if k == next_save:
+                states.append(y.copy())
+                observations.append(system.observe(t, y))
+                i += 1
+                next_save = save_steps[i] if i < len(save_steps) else -1
+            if k == n_steps:
+                break
+            if euler:
+                y = np.asarray(system.euler_step(t, y, dt), dtype=float)
+                nfev += 1
+            else:
+                y = _rk4_step(system.derivative, t, y, dt)
+                nfev += 4
+            _check_finite(system, t + dt, y)
     if saves.skipped.size:
         messages.append(_skipped_message(saves.skipped, dt))
     return IntegrationResult(

@@ -92,6 +92,7 @@ class Model:
         self._compiled: CompiledModel | None = None
         self._compile_error: str | None = None
         self._compile_exc: SDModelError | None = None
+        self._outputs_cache: tuple[CompiledModel, tuple[VariableInfo, ...]] | None = None
 
     def __repr__(self) -> str:
         return f"<sd_model.Model {self.path.name}: {len(self.variables)} variables>"
@@ -421,7 +422,13 @@ class Model:
         """
         if backend != "compiled":
             return self.variables
-        own = {v.py_name: v for v in self.compiled().variables}
+        compiled = self.compiled()
+        # Depends only on the model: built once per compiled model (a copy is returned,
+        # callers may extend it); on a large model this is most of a run's fixed cost.
+        cached = self._outputs_cache
+        if cached is not None and cached[0] is compiled:
+            return list(cached[1])
+        own = {v.py_name: v for v in compiled.variables}
         out = []
         for ref in self.variables:
             mine = own.pop(ref.py_name, None)
@@ -433,7 +440,9 @@ class Model:
                         limits=mine.limits,
                     )
                 )
-        return out + list(own.values())
+        out += list(own.values())
+        self._outputs_cache = (compiled, tuple(out))
+        return list(out)
 
     def compiled(self) -> CompiledModel:
         """The model compiled to NumPy (``backend='compiled'``).

@@ -16,9 +16,10 @@ reported as an :class:`~sd_model.IntegrationError` naming the variable.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -155,7 +156,8 @@ class CompiledSystem:
         ns["_TSM"] = ts_merge
         # state layout
         offset = 0
-        labels: list[str] = []
+        self._label_shapes: list[tuple[Stateful, tuple[int, ...]]] = []
+        self._labels_cache: list[str] | None = None
         self._discrete: list[str] = []
         blocks = []
         for sf in prog.statefuls:
@@ -176,7 +178,7 @@ class CompiledSystem:
             size = int(np.prod(ns[f"QS{j}"][1:], dtype=int))
             ns[f"SL{j}"] = slice(offset, offset + size)
             blocks.append((sf, offset, size, np.asarray(z, dtype=float).reshape(B, size)))
-            labels += _labels(sf, ns[f"QS{j}"][1:])
+            self._label_shapes.append((sf, ns[f"QS{j}"][1:]))
             offset += size
         ns["NS"] = offset
         self._ns = ns
@@ -185,10 +187,8 @@ class CompiledSystem:
         for _sf, off, size, z in blocks:
             y0[:, off : off + size] = z
         self._y0 = y0.reshape(-1)
-        if B == 1:
-            self._labels = labels
-        else:
-            self._labels = [f"{b}:{lab}" for b in range(B) for lab in labels]
+        #: True inside :meth:`stepping`: the step methods skip their own ``np.errstate``.
+        self._quiet = False
         self._rhs = ns["_rhs"]
         self._obs = ns["_obs"]
         self._init_values = init
@@ -259,8 +259,34 @@ class CompiledSystem:
     # ------------------------------------------------------------------ protocol
     @property
     def state_labels(self) -> Sequence[str]:
-        """One label per entry of ``y``."""
-        return self._labels
+        """One label per entry of ``y``.
+
+        Built on first use: only error messages need them, and on a subscripted model
+        naming every cell costs more than a short run.
+        """
+        if self._labels_cache is None:
+            labels = [lab for sf, shape in self._label_shapes for lab in _labels(sf, shape)]
+            if self.batch > 1:
+                labels = [f"{b}:{lab}" for b in range(self.batch) for lab in labels]
+            self._labels_cache = labels
+        return self._labels_cache
+
+    @contextlib.contextmanager
+    def stepping(self) -> Iterator[None]:
+        """Enter ``np.errstate`` once around a whole fixed-step loop.
+
+        Entering it costs about as much as a scalar model's step; inside this context
+        :meth:`euler_step`, :meth:`derivative` and :meth:`observe` skip their own.
+        """
+        if self._quiet:
+            yield
+            return
+        with np.errstate(all="ignore"):
+            self._quiet = True
+            try:
+                yield
+            finally:
+                self._quiet = False
 
     @property
     def breakpoints(self) -> Sequence[float]:
@@ -284,6 +310,8 @@ class CompiledSystem:
     def derivative(self, t: float, y: np.ndarray) -> np.ndarray:
         """``dy/dt`` at ``(t, y)``."""
         try:
+            if self._quiet:
+                return np.asarray(self._rhs(np.float64(t), y, None))
             with np.errstate(all="ignore"):
                 return np.asarray(self._rhs(np.float64(t), y, None))
         except ArithmeticError as exc:
@@ -292,6 +320,8 @@ class CompiledSystem:
     def euler_step(self, t: float, y: np.ndarray, dt: float) -> np.ndarray:
         """One Euler step, updating discrete elements as PySD does."""
         try:
+            if self._quiet:
+                return np.asarray(self._rhs(np.float64(t), y, float(dt)))
             with np.errstate(all="ignore"):
                 return np.asarray(self._rhs(np.float64(t), y, float(dt)))
         except ArithmeticError as exc:
@@ -300,11 +330,25 @@ class CompiledSystem:
     def observe(self, t: float, y: np.ndarray) -> dict[str, np.ndarray]:
         """Every variable at ``(t, y)``, each shaped ``(B, *dims)``."""
         try:
-            with np.errstate(all="ignore"):
+            if self._quiet:
                 dyn = self._obs(np.float64(t), y)
+            else:
+                with np.errstate(all="ignore"):
+                    dyn = self._obs(np.float64(t), y)
         except ArithmeticError as exc:
             raise arithmetic_error(self.code.culprit(self._prog, exc), t, exc) from exc
-        out = dict(self._constant_outputs)
+        out = self._constant_outputs.copy()
+        if self._all_scalar:
+            # Every observed variable is (B,): one stacking copies them all (values may
+            # view y); a constant-valued one comes back as a scalar and fails the shape
+            # check, so it takes the general path.
+            try:
+                stacked = np.array(dyn, dtype=float)
+            except ValueError:
+                stacked = None
+            if stacked is not None and stacked.shape == self._scalar_shape:
+                out.update(zip(self._observed_names, stacked, strict=True))
+                return out
         for e, val in zip(self._observed, dyn, strict=True):
             full = (self.batch, *e.shape)
             if np.shape(val) == full:
@@ -319,6 +363,9 @@ class CompiledSystem:
         B = self.batch
         dynamic = set(self.code.obs_names)
         self._observed = [prog.elements[i] for i in self.code.obs_names]
+        self._observed_names = [e.py_name for e in self._observed]
+        self._all_scalar = bool(self._observed) and all(e.shape == () for e in self._observed)
+        self._scalar_shape = (len(self._observed), B)
         consts: dict[str, np.ndarray] = {}
         for e in prog.elements:
             if e.kind == "lookup" or e.hidden or e.index in dynamic:
@@ -446,7 +493,8 @@ class CompiledSystem:
         status, where = result
         if status >= 0:
             t_bad = g.initial_time + status * dt
-            label = self._labels[where] if where < len(self._labels) else f"state[{where}]"
+            labels = self.state_labels
+            label = labels[where] if where < len(labels) else f"state[{where}]"
             raise nonfinite_error(label, t_bad, float(y0[where]))
         observations = []
         for k in range(n_save):
