@@ -46,7 +46,12 @@ if TYPE_CHECKING:
 _CONTROL = ("initial_time", "final_time", "time_step", "saveper")
 
 
-def load(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None) -> Model:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    file_aliases: Mapping[str, str] | None = None,
+) -> Model:
     """Load a Vensim (.mdl) or XMILE (.xmile, .stmx) model.
 
     Parameters
@@ -56,6 +61,10 @@ def load(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | No
     cache_dir : path-like, optional
         Where PySD's translation is cached (default ``$SD_MODEL_CACHE`` or
         ``~/.cache/sd_model``). Nothing is written next to the model file.
+    file_aliases : mapping, optional
+        What Vensim's indirect file references stand for, e.g.
+        ``{"?inputs": "inputs.xlsx"}`` (relative paths are read from the model's folder);
+        Vensim keeps them in its own settings, not in the model file.
 
     Returns
     -------
@@ -73,7 +82,11 @@ def load(path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | No
     >>> ds = model.run(method="RK45")  # doctest: +SKIP
     """
     p = check_model_path(path)
-    return Model(p, cache_dir=Path(cache_dir) if cache_dir is not None else None)
+    return Model(
+        p,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        file_aliases=file_aliases,
+    )
 
 
 class Model:
@@ -83,11 +96,17 @@ class Model:
     from the model file's equations plus the overrides given to it.
     """
 
-    def __init__(self, path: Path, *, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        cache_dir: Path | None = None,
+        file_aliases: Mapping[str, str] | None = None,
+    ) -> None:
         self.path = path
         self.sha256 = file_sha256(path)
         self._cache_dir = cache_dir
-        self.abstract_model = parse_abstract_model(path)
+        self.abstract_model = parse_abstract_model(path, file_aliases=file_aliases)
         self._meta = model_metadata(self.abstract_model, path)
         self._compiled: CompiledModel | None = None
         self._compile_error: str | None = None

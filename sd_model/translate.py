@@ -289,7 +289,8 @@ def indirect_reference_message(path: Path, refs: list[IndirectReference]) -> str
         f"{where}: '{first.variable}' reads its data with {first.function}('{first.alias}', "
         f"...), a Vensim indirect file reference: Vensim looks '{first.alias}' up in its own "
         f"settings, and the model file does not say which file it stands for. Replace "
-        f"'{first.alias}' with the data file's path (relative to {path.parent}).{hint}{others}"
+        f"'{first.alias}' with the data file's path (relative to {path.parent}), or load it "
+        f"with sd_model.load(path, file_aliases={{'{first.alias}': 'file.xlsx'}}).{hint}{others}"
     )
 
 

@@ -119,3 +119,15 @@ def test_translations_are_keyed_by_the_resolved_files(tmp_path: Path) -> None:
         runtime = load_runtime(translate(model, file_sha256(model), am, tmp_path / "cache"), model)
         finals.append(float(runtime.run(return_columns=["Population"])["Population"].iloc[-1]))
     np.testing.assert_allclose(finals, [100 * 1.01**10, 100 * 1.1**10], rtol=1e-12)
+
+
+def test_load_takes_the_aliases(tmp_path: Path) -> None:
+    import sd_model
+
+    with pytest.raises(ModelLoadError, match=r"file_aliases=\{'\?inputs'"):
+        sd_model.load(ONE, cache_dir=tmp_path)
+    model = sd_model.load(ONE, cache_dir=tmp_path, file_aliases={"?inputs": "indirect_inputs.csv"})
+    for backend in ("compiled", "pysd"):
+        ds = model.run(method="euler", backend=backend)
+        # Euler at dt 1 with the CSV's growth rate 0.05: 100 * 1.05**t
+        np.testing.assert_allclose(ds["population"].values, 100 * 1.05 ** np.arange(11), rtol=1e-12)
