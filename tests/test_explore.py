@@ -19,7 +19,13 @@ import xarray as xr
 import yaml
 
 import sd_model
-from sd_model._errors import IntegrationError, ParameterError, ScenarioError, SDModelError
+from sd_model._errors import (
+    IntegrationError,
+    ParameterError,
+    ScenarioError,
+    SDModelError,
+    UnsupportedFeatureError,
+)
 from sd_model.explore import (
     Runner,
     ViewChoice,
@@ -517,13 +523,8 @@ def test_calibration_draws_give_bands(tmp_path: Path, regions_mdl: Path) -> None
 
 
 def test_a_move_sends_only_the_current_run(tmp_path: Path, regions_mdl: Path) -> None:
-    """Figures are built once; a lever move changes the current run's columns and ranges."""
-    pytest.importorskip("bokeh")
-    from bokeh.document import Document
-    from bokeh.document.events import ColumnDataChangedEvent, ColumnsPatchedEvent
-    from bokeh.layouts import column
-
-    from sd_model.explore.figures import Figures
+    """A view per choice (baseline, labels), then one frame of current-run arrays per move."""
+    from sd_model.explore.figures import FigureData, unpack
 
     draws = tmp_path / "draws.csv"
     draws.write_text("draw,mobility\n0,0.0\n1,0.01\n2,0.03\n")
@@ -533,63 +534,85 @@ def test_a_move_sends_only_the_current_run(tmp_path: Path, regions_mdl: Path) ->
     choice = ViewChoice(
         spec.default_regional(), spec.default_national(), spec.default_disparity(), 2040.0
     )
-    figures = Figures(spec, time_units="Year", bands=True)
-    doc = Document()
-    doc.add_root(column(figures.regional, figures.bars, figures.national, *figures.index.values()))
-    figures.draw(runner.baseline, runner.baseline, choice)
-    events: list = []
-    doc.on_change(lambda event: events.append(event))
+    data = FigureData(spec, time_units="Year", bands=True)
+    view, first = data.update(runner.baseline, runner.baseline, choice, run_number=0)
+    assert view is not None and first["view"] == view["key"]
     run = runner.run({"transfer share": 0.5})
-    figures.draw(run, runner.baseline, choice)
-    sent = {
-        (e.model.id, tuple(sorted(e.cols or ())))
-        for e in events
-        if isinstance(e, ColumnDataChangedEvent | ColumnsPatchedEvent)
+    again, frame = data.update(run, runner.baseline, choice, run_number=1)
+    # The same choice: no view (baseline, times, labels) is sent again.
+    assert again is None
+    assert frame["run"] == 1 and frame["view"] == view["key"]
+    # One float64 array for every series: one binary buffer on the websocket.
+    assert frame["values"].dtype == np.float64 and frame["values"].flags.c_contiguous
+    series = unpack(frame)
+    lines = ("williamson", "theil", "national")
+    assert set(series) == {"regional", "bars"} | {
+        f"{line}.{part}" for line in lines for part in ("current", "lo", "hi")
     }
-    # The baseline's 20 (here 3) regional series and the time columns are not resent.
-    assert all(m != figures.regional_base_source.id for m, _ in sent)
-    assert (figures.regional_source.id, ("ys",)) in sent
-    assert (figures.national_source.id, ("current", "hi", "lo")) in sent
-    assert (figures.bars_source.id, ("current",)) in sent
-    assert all(cols for _, cols in sent)  # never a whole source
-    assert not any("t" in cols or "baseline" in cols for _, cols in sent)
-    national = figures.national_source.data
-    np.testing.assert_array_equal(national["current"], run.data[choice.national])
-    np.testing.assert_array_equal(national["lo"], run.bands[choice.national][0])
-    # Ranges are set here (not by the browser) and hold the data, band included.
-    y = figures.national.y_range
-    assert y.start <= min(np.min(national["lo"]), np.min(national["baseline"]))
-    assert y.end >= max(np.max(national["hi"]), np.max(national["baseline"]))
+    assert sum(a.size for a in series.values()) == frame["values"].size
+    # The numbers are the run's: regional (T, regions) row-major, the bars at the year,
+    # the national variable with its band; the indices by metrics' own formulas.
     income = run.data[choice.regional]
-    assert figures.regional.y_range.start <= income.min() <= income.max()
-    assert income.max() <= figures.regional.y_range.end
-    assert figures.bars.x_range.start <= 0  # bars start at zero
-    # A new choice (another year) redraws everything it shows.
-    events.clear()
-    figures.draw(run, runner.baseline, ViewChoice(*list(vars(choice).values())[:3], 2030.0))
-    assert any(
-        isinstance(e, ColumnDataChangedEvent) and e.model is figures.bars_source and not e.cols
-        for e in events
+    np.testing.assert_array_equal(series["regional"], income.ravel())
+    year = int(np.flatnonzero(run.times == 2040.0)[0])
+    np.testing.assert_array_equal(series["bars"], income[year])
+    np.testing.assert_array_equal(series["national.current"], run.data[choice.national])
+    np.testing.assert_array_equal(series["national.lo"], run.bands[choice.national][0])
+    np.testing.assert_array_equal(series["national.hi"], run.bands[choice.national][1])
+    pop = run.data[spec.population]
+    np.testing.assert_allclose(
+        series["theil.current"], theil_index(income, pop, axis=-1), rtol=1e-12
+    )
+    # The baseline went once, in the view, with titles and units for the axes.
+    base_income = runner.baseline.data[choice.regional]
+    np.testing.assert_array_equal(view["regional"]["baseline"], base_income.ravel())
+    np.testing.assert_array_equal(view["bars"]["baseline"], base_income[year])
+    assert view["regional"]["y_label"] == spec.units[choice.regional]
+    assert view["bars"]["title"].endswith("in 2040")
+    assert [line["id"] for line in view["lines"]] == ["williamson", "theil", "national"]
+    assert view["band_label"]
+    # A new choice (another year) sends a new view, and frames name it.
+    later = ViewChoice(*list(vars(choice).values())[:3], 2030.0)
+    view2, frame2 = data.update(run, runner.baseline, later, run_number=2)
+    assert view2 is not None and view2["key"] == frame2["view"] != view["key"]
+    year = int(np.flatnonzero(run.times == 2030.0)[0])
+    np.testing.assert_array_equal(unpack(frame2)["bars"], income[year])
+
+
+def test_indices_are_computed_once_per_run(regions_mdl: Path) -> None:
+    """The graphs and the table share a run's indices (computed once, kept with the run)."""
+    from sd_model.explore import views
+
+    runner = Runner(load_setup(regions_mdl))
+    spec = runner.setup.view
+    run = runner.run({"transfer share": 0.3})
+    first = views.disparity(run, spec, spec.default_disparity())
+    second = views.disparity(run, spec, spec.default_disparity())
+    assert first["theil"] is second["theil"]  # the same array: not recomputed
+    y = run.data[spec.default_disparity()]
+    np.testing.assert_allclose(
+        first["williamson"], williamson_index(y, run.data[spec.population], axis=-1)
     )
 
 
 # ---------------------------------------------------------------------- fallback
-def test_a_model_the_compiler_does_not_cover_falls_back(tmp_path: Path) -> None:
-    path = tmp_path / "noisy.mdl"
-    # RANDOM UNIFORM is outside the compiled backend; with min = max it is deterministic.
-    path.write_text(
-        REGIONS_MDL.replace(
-            "INITIAL TIME = 2022",
-            "noise = RANDOM UNIFORM(0, 0, 1)\n\t~\tDmnl\n\t~\tZero.\n\t|\nINITIAL TIME = 2022",
-        ),
-        encoding="utf-8",
-    )
-    setup = load_setup(path)
+def test_a_model_the_compiler_does_not_cover_falls_back(
+    regions_mdl: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = sd_model.load(regions_mdl)
+
+    def refuse() -> None:
+        # What the compiler raises for a construct it lacks (the compiled backend now
+        # covers every construct of this small model, so the refusal is simulated).
+        raise UnsupportedFeatureError("the function FANCY in element 'noise'")
+
+    monkeypatch.setattr(model, "compiled", refuse)
+    setup = load_setup(regions_mdl, model=model)
     assert setup.backend == "pysd"
-    assert "RANDOM UNIFORM" in setup.backend_note
+    assert "FANCY" in setup.backend_note
     run = Runner(setup).run({"transfer share": 0.5})
     assert run.backend == "pysd"
-    ds = setup.model.run({"transfer share": 0.5}, backend="pysd")
+    ds = model.run({"transfer share": 0.5}, backend="pysd")
     np.testing.assert_allclose(run.data["population"], ds.population.values, rtol=1e-12)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,14 +75,26 @@ def chromium_path() -> str:
 
 @contextmanager
 def serve_explorer(
-    target: Path, save_dir: Path, *extra: str, timeout: float = START_TIMEOUT
+    target: Path,
+    save_dir: Path,
+    *extra: str,
+    timeout: float = START_TIMEOUT,
+    cwd: Path = ROOT,
+    prelude: str = "",
 ) -> Iterator[str]:
-    """Run ``sd-model explore TARGET --port 0`` and yield the address it prints."""
+    """Run ``sd-model explore TARGET --port 0`` and yield the address it prints.
+
+    ``cwd``: the source tree whose ``sd_model`` serves (the benchmark compares two trees).
+    ``prelude``: Python run in the server's process before the command (a test's patch).
+    """
     cmd = [sys.executable, "-m", "sd_model.cli", "explore", str(target), "--port", "0"]
+    if prelude:
+        main_call = "import sys\nfrom sd_model.cli import main\nsys.exit(main(sys.argv[1:]))"
+        cmd = [sys.executable, "-c", f"{prelude}\n{main_call}", *cmd[3:]]
     cmd += ["--no-browser", "--save-dir", str(save_dir), *extra]
     proc = subprocess.Popen(
         cmd,
-        cwd=ROOT,
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -145,8 +158,35 @@ def browser_page(chromium: str) -> Iterator[Any]:
 
 
 def wait_for_run(page: Any, n: int, state: str = "ok") -> None:
-    """Wait until the status says run ``n`` is drawn (or that a run failed)."""
+    """Wait until the status says run ``n`` is shown (or that a run failed)."""
     page.wait_for_selector(f".sdm-status[data-run='{n}'][data-state='{state}']")
+
+
+def wait_for_graphs(page: Any, n: int) -> dict[str, Any]:
+    """Wait until the graphs have drawn run ``n``; the numbers they drew (per graph id)."""
+    page.wait_for_function(f"window.__sdmCharts && window.__sdmCharts.drawn === {n}")
+    return page.evaluate(
+        """() => {
+        const c = window.__sdmCharts, f = c.frame, out = {};
+        for (const [k, line] of Object.entries(f.lines)) out[k] = Array.from(line.current);
+        out.regional = Array.from(f.regional || []);
+        out.bars = Array.from(f.bars || []);
+        out.regions = c.scene.regions;
+        out.times = Array.from(c.scene.times);
+        return out;
+    }"""
+    )
+
+
+def check_drawn(drawn: dict[str, Any], ds: Any) -> None:
+    """The graphs' arrays against a ``Model.run`` Dataset (GDP, income by region, Theil)."""
+    np.testing.assert_allclose(drawn["times"], ds.time.values)
+    np.testing.assert_allclose(drawn["national"], ds.gdp.values, rtol=1e-9)
+    income = ds.income_per_capita.transpose("time", "Region").sel(Region=drawn["regions"])
+    np.testing.assert_allclose(drawn["regional"], income.values.ravel(), rtol=1e-9)
+    np.testing.assert_allclose(drawn["bars"], income.isel(time=-1).values, rtol=1e-9)
+    theil = theil_index(income, ds.population, dim="Region")
+    np.testing.assert_allclose(drawn["theil"], theil.values, rtol=1e-9)
 
 
 def lever(page: Any, label: str) -> Any:
@@ -221,9 +261,12 @@ def test_kazakhstan_explorer_in_browser(
             with browser_page(chromium) as page:
                 page.goto(url)
                 wait_for_run(page, 1)
+                drawn = wait_for_graphs(page, 1)
                 assert slider_value(page, "Equalisation grants") == "0.80"
                 # The page opens at the scenario, beside the baseline (all levers off).
-                check_kazakhstan_numbers(page, scenario.run(model))
+                opened = scenario.run(model)
+                check_kazakhstan_numbers(page, opened)
+                check_drawn(drawn, opened)
                 base = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "baseline.yaml").run(model)
                 assert_shown(
                     page, "williamson", float(base.williamson_index.sel(time=2050)), "baseline"
@@ -231,10 +274,13 @@ def test_kazakhstan_explorer_in_browser(
 
                 move(page, "Equalisation grants", "ArrowRight")
                 wait_for_run(page, 2)
+                drawn = wait_for_graphs(page, 2)
                 assert slider_value(page, "Equalisation grants") == "0.85"
                 assert "equalization_transfer_intensity=0.85" in page.url
                 moved = {"equalization transfer intensity": 0.85}
-                check_kazakhstan_numbers(page, scenario.run(model, params=moved))
+                expected = scenario.run(model, params=moved)
+                check_kazakhstan_numbers(page, expected)
+                check_drawn(drawn, expected)
 
                 # A per-region lever: its card opens on a click, one region moves.
                 page.locator(".sdm-regional-lever", has_text="Abatement investment").locator(
@@ -322,15 +368,27 @@ def test_failed_run_and_bad_address_in_browser(tmp_path: Path) -> None:
 
 def test_fallback_backend_in_browser(tmp_path: Path) -> None:
     chromium = chromium_path()
-    # RANDOM UNIFORM is outside the compiled backend (with min = max it is deterministic);
-    # a small time step makes each run slow enough on the reference backend to see the
-    # busy state.
+    # RANDOM UNIFORM with min = max is deterministic; a small time step makes each run
+    # slow enough on the reference backend to see the busy state.
     text = REGIONS_MDL.replace(
         "INITIAL TIME = 2022",
         "noise = RANDOM UNIFORM(0, 0, 1)\n\t~\tDmnl\n\t~\tZero.\n\t|\nINITIAL TIME = 2022",
     ).replace("TIME STEP = 0.25", "TIME STEP = 0.05")
     model_file = _write(tmp_path, "noisy.mdl", text)
-    with serve_explorer(model_file, tmp_path) as url, browser_page(chromium) as page:
+    # The compiled backend now covers RANDOM UNIFORM too: the server's process is told
+    # that it does not (as the compiler says of a construct it lacks).
+    refuse = (
+        "import sd_model.model, sd_model._errors\n"
+        "def compiled(self):\n"
+        "    raise sd_model._errors.UnsupportedFeatureError(\n"
+        '        "The compiled backend does not support the function RANDOM UNIFORM in "\n'
+        "        \"element 'noise'; use backend='pysd' for this model.\")\n"
+        "sd_model.model.Model.compiled = compiled\n"
+    )
+    with (
+        serve_explorer(model_file, tmp_path, prelude=refuse) as url,
+        browser_page(chromium) as page,
+    ):
         page.goto(url)
         wait_for_run(page, 1)
         note = page.locator(".sdm-backend-text").first.inner_text()

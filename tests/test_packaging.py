@@ -32,7 +32,7 @@ LOCAL = {PACKAGE, "tests", *(p.stem for p in (ROOT / "tests").glob("*.py"))}
 # imports them (sd-model explore imports sd_model.explore.app on demand).
 EXTRA_MODULES = {
     "sd_model/explore/app.py": "explore",
-    "sd_model/explore/figures.py": "explore",
+    "sd_model/explore/charts.py": "explore",
 }
 # Declared dependencies that no `import` names, and where the code uses them instead.
 USED_WITHOUT_IMPORT = {

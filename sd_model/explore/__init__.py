@@ -1,12 +1,13 @@
 """The policy explorer: a web page of levers and graphs that re-runs the model on every move.
 
-``sd-model explore scenarios/baseline.yaml`` serves it (:mod:`sd_model.explore.app`, the
-only module that imports Panel). The logic lives in Panel-free modules, usable and tested
-on their own:
+``sd-model explore scenarios/baseline.yaml`` serves it (:mod:`sd_model.explore.app` and
+its graphs component :mod:`sd_model.explore.charts`, the only modules that import Panel).
+The logic lives in Panel-free modules, usable and tested on their own:
 
 - :mod:`~sd_model.explore.levers`: which constants are sliders, with what range;
 - :mod:`~sd_model.explore.session`: the model, base scenario and cached runs;
 - :mod:`~sd_model.explore.views`: the numbers the graphs and table show;
+- :mod:`~sd_model.explore.figures`: those numbers as the graphs' messages (compact arrays);
 - :mod:`~sd_model.explore.urlstate`: lever values in the page's address;
 - :mod:`~sd_model.explore.export`: scenario files and result downloads.
 

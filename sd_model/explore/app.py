@@ -1,10 +1,12 @@
-"""The explorer's web page: Panel widgets and Bokeh graphs over :mod:`sd_model.explore`.
+"""The explorer's web page: Panel widgets and canvas graphs over :mod:`sd_model.explore`.
 
 Why Panel: it serves Bokeh documents from a local Tornado server whose JavaScript and CSS
 come from the package itself (no CDN, so the page works offline), widget changes reach
 Python over one websocket, and an ``async`` callback can run the model in a worker
-thread while the page stays live. Bokeh figures are updated in place (their data sources
-change, the figures are not rebuilt), which keeps a redraw to a few milliseconds.
+thread while the page stays live. The graphs are one small custom component
+(:mod:`sd_model.explore.charts`) that draws on canvases from compact arrays: a move sends
+the current run's numbers, the table and the status line in one message, and the browser
+draws in a few milliseconds (Bokeh figures took 70-230 ms to repaint per move here).
 Streamlit re-runs a whole script per interaction; Dash and Solara would serve as well but
 add a second plotting stack.
 
@@ -31,8 +33,9 @@ import numpy as np
 import panel as pn
 
 from sd_model._errors import SDModelError
+from sd_model.explore.charts import Charts
 from sd_model.explore.export import results_bytes, run_dataset, save_scenario
-from sd_model.explore.figures import Figures
+from sd_model.explore.figures import FigureData
 from sd_model.explore.levers import Lever
 from sd_model.explore.session import ExplorerSetup, Run, Runner
 from sd_model.explore.urlstate import decode_query, encode_query, format_number
@@ -64,7 +67,7 @@ _CSS = """
 
 
 class _Slider(pn.widgets.FloatSlider):
-    """A slider whose moves reach Python at once.
+    """A slider whose moves reach Python at once, without Panel's busy bookkeeping.
 
     Panel holds a widget's change for 50 ms to gather more (``_debounce``); a lever move
     is one change, and moves that arrive while the model runs are coalesced by the page
@@ -72,6 +75,24 @@ class _Slider(pn.widgets.FloatSlider):
     """
 
     _debounce: ClassVar[int] = 0
+    # Panel counts every widget event in its global "busy" state (for loading spinners
+    # this page does not use); that bookkeeping cost ~10 ms of server CPU per move. The
+    # page shows its own busy state when a run is slow.
+    _busy__ignore: ClassVar[list[str]] = ["value", "value_throttled"]
+
+
+class _LeverSlider(_Slider):
+    """A lever's slider: only ``value`` reaches Python.
+
+    The browser reports a key press or a release as two changes (``value`` and
+    ``value_throttled``) in two websocket messages; a lever listens to ``value`` only, so
+    the second is left to Bokeh (Panel would process it as a separate event, ~5 ms of
+    server CPU per move).
+    """
+
+    @property
+    def _linked_properties(self) -> tuple[str, ...]:
+        return tuple(p for p in super()._linked_properties if p != "value_throttled")
 
 
 def _numeral(step: float) -> str:
@@ -144,8 +165,15 @@ class ExplorerPage:
         self._all_sliders: dict[str, pn.widgets.FloatSlider] = {}
         self._cards: dict[str, pn.pane.HTML] = {}
         self._build_widgets()
-        self.figures = Figures(
+        self.figures = FigureData(
             self.view, time_units=setup.model.time_units, bands=bool(setup.draws)
+        )
+        # Two rows of graphs (trajectories and bars; indices and national), or one.
+        self.charts = Charts(
+            sizing_mode="stretch_width",
+            height=672 if self.choice.regional else 304,
+            margin=(4, 10),
+            css_classes=["sdm-graphs"],
         )
         self._build_controls()
         url_notes = list(state.errors)
@@ -287,7 +315,7 @@ class ExplorerPage:
         return numeral.replace("0,0", "0", 1) if lever.units == time_units else numeral
 
     def _slider(self, lever: Lever, name: str, width: int) -> pn.widgets.FloatSlider:
-        slider = _Slider(
+        slider = _LeverSlider(
             name=name,
             start=lever.min,
             end=lever.max,
@@ -424,8 +452,11 @@ class ExplorerPage:
 
     # ------------------------------------------------------------------ drawing
     def _draw(self, run: Run) -> None:
-        """Put ``run`` (and the cached baseline) into every figure and the table."""
-        self.figures.draw(run, self.baseline, self.choice)
+        """Put ``run`` (and the cached baseline) into every graph and the table."""
+        view, frame = self.figures.update(
+            run, self.baseline, self.choice, run_number=self.run_count
+        )
+        self.charts.redraw(view, frame)
         self.table.object = self._table_html(run)
 
     def _table_html(self, run: Run) -> str:
@@ -556,41 +587,57 @@ class ExplorerPage:
             while self._pending:
                 self._pending = False
                 values = dict(self.values)
-                # The address holds the levers, not the results: it changes as a run
-                # starts (once per run, not per slider event of a drag), and the browser
-                # applies it while the model runs rather than in the redraw after.
-                if self._url_stale:
-                    self._url_stale = False
-                    self._update_url()
                 requested = self._requested_at
                 future = loop.run_in_executor(self.executor, self._run, values)
                 done, _ = await asyncio.wait({future}, timeout=BUSY_AFTER)
                 if not done:
                     self._set_busy(True)
-                outcome = await future
-                self._show(outcome, requested)
+                outcome, timing = await future
+                self._show(outcome, requested, timing)
         finally:
             self._running = False
             self._set_busy(False)
 
-    def _run(self, values: dict[str, float]) -> Run | BaseException:
+    def _run(self, values: dict[str, float]) -> tuple[Run | BaseException, tuple[float, float]]:
+        """The run at ``values`` (or its error), with its wall and CPU seconds.
+
+        The CPU time is this worker thread's alone: what the run costs on a quiet
+        machine, whatever else shares the cores.
+        """
+        start, cpu = time.perf_counter(), time.thread_time()
+        outcome: Run | BaseException
         try:
-            return self.runner.run(values, where="page")
+            outcome = self.runner.run(values, where="page")
         except SDModelError as exc:
-            return exc
+            outcome = exc
         except Exception as exc:  # a defect must not take the page down: show it
             log.error("explorer run failed:\n%s", traceback.format_exc())
-            return exc
+            outcome = exc
+        return outcome, (time.perf_counter() - start, time.thread_time() - cpu)
 
     def _set_busy(self, busy: bool) -> None:
+        # The graphs dim while they are out of date; the status line says why.
+        self.charts.busy = busy
         if busy:
             self._set_status(
                 "Running the model… (the page stays usable; the graphs show the last run)",
                 state="running",
             )
 
-    def _show(self, outcome: Run | BaseException, requested: float) -> None:
+    def _show(
+        self,
+        outcome: Run | BaseException,
+        requested: float,
+        model_timing: tuple[float, float] = (0.0, 0.0),
+    ) -> None:
+        start, cpu = time.perf_counter(), time.thread_time()
         with pn.io.hold():
+            # The address holds the levers, not the results: it changes once per run (not
+            # per slider event of a drag), in the same message as the redraw: one
+            # websocket message per move.
+            if self._url_stale:
+                self._url_stale = False
+                self._update_url()
             if isinstance(outcome, BaseException):
                 kind = "" if isinstance(outcome, SDModelError) else f"{type(outcome).__name__}: "
                 self.error_alert.object = (
@@ -611,11 +658,17 @@ class ExplorerPage:
                 note = ""
                 if outcome.messages:
                     note = " Solver: " + html.escape("; ".join(outcome.messages))
-                elapsed = time.perf_counter() - requested
-                # Machine-readable times for benchmarks/bench_explore.py.
+                now = time.perf_counter()
+                elapsed = now - requested
+                # Machine-readable times for benchmarks/bench_explore.py: the model run
+                # (wall, and its thread's CPU), the server from the slider's value to the
+                # graphs' message built, and building that message (graphs and table).
                 timing = (
-                    f' data-model-ms="{outcome.seconds * 1000:.1f}"'
+                    f' data-model-ms="{model_timing[0] * 1000:.1f}"'
+                    f' data-model-cpu-ms="{model_timing[1] * 1000:.1f}"'
                     f' data-server-ms="{elapsed * 1000:.1f}"'
+                    f' data-draw-ms="{(now - start) * 1000:.2f}"'
+                    f' data-draw-cpu-ms="{(time.thread_time() - cpu) * 1000:.2f}"'
                 )
                 self._set_status(self._describe(outcome, elapsed) + note, state="ok", timing=timing)
 
@@ -656,27 +709,6 @@ class ExplorerPage:
             *([self.pick_disparity] if regional else []),
             self.pick_year,
         )
-        row1 = (
-            [pn.pane.Bokeh(self.figures.regional), pn.pane.Bokeh(self.figures.bars)]
-            if regional
-            else []
-        )
-        # The two indices share a place: only the shown one is sent to the browser and
-        # painted on a move (a hidden tab is built when it is opened, from the current run).
-        row2: list[Any] = []
-        if regional:
-            row2.append(
-                pn.Tabs(
-                    *[
-                        (label, pn.pane.Bokeh(self.figures.index[key]))
-                        for key, label in INDICES.items()
-                    ],
-                    dynamic=True,
-                    css_classes=["sdm-index-tabs"],
-                )
-            )
-        row2 += [pn.pane.Bokeh(self.figures.national)] if national else []
-        graphs = pn.Column(pn.Row(*row1), pn.Row(*row2))
         main = pn.Column(
             header,
             self.status,
@@ -684,7 +716,7 @@ class ExplorerPage:
             self.backend_alert,
             self.url_alert,
             pickers,
-            graphs,
+            self.charts,
             self.table,
             sizing_mode="stretch_width",
         )

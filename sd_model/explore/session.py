@@ -489,6 +489,9 @@ class Run:
         calibration draws, at the same lever values; empty without draws.
     band_data : dict
         py_name -> array ``(B, T, *dims)``: every draw's run (for derived bands).
+    derived : dict
+        Numbers computed from this run once and kept with it (the disparity indices
+        that both the graphs and the table show); filled by :mod:`sd_model.explore.views`.
     """
 
     values: dict[str, float]
@@ -499,6 +502,7 @@ class Run:
     messages: tuple[str, ...] = ()
     bands: dict[str, np.ndarray] = field(default_factory=dict)
     band_data: dict[str, np.ndarray] = field(default_factory=dict)
+    derived: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Runner:

@@ -89,14 +89,23 @@ def disparity(run: Run, spec: ViewSpec, variable: str) -> dict[str, np.ndarray]:
     Returns
     -------
     dict
-        ``{"williamson": (T,), "theil": (T,)}``.
+        ``{"williamson": (T,), "theil": (T,)}``; the arrays are kept with the run and
+        shared by later calls (do not change them).
     """
+    # The graphs and the table both show them: computed once per run (kept in
+    # ``run.derived``; a run is never changed after it is made).
+    key = ("disparity", variable, spec.population)
+    cached = run.derived.get(key)
+    if cached is not None:
+        return dict(cached)
     y = run.data[variable]
     w = _weights(run.data, spec, y)
-    return {
+    out = {
         "williamson": np.asarray(williamson_index(y, w, axis=-1)),
         "theil": np.asarray(theil_index(y, w, axis=-1)),
     }
+    run.derived[key] = out
+    return dict(out)
 
 
 def disparity_band(run: Run, spec: ViewSpec, variable: str) -> dict[str, np.ndarray]:
@@ -107,12 +116,18 @@ def disparity_band(run: Run, spec: ViewSpec, variable: str) -> dict[str, np.ndar
     """
     if not run.band_data or variable not in run.band_data:
         return {}
+    key = ("disparity_band", variable, spec.population)
+    cached = run.derived.get(key)
+    if cached is not None:
+        return dict(cached)
     y = run.band_data[variable]
     w = run.band_data[spec.population] if spec.population else np.ones_like(y)
-    return {
+    out = {
         "williamson": np.quantile(williamson_index(y, w, axis=-1), BAND_QUANTILES, axis=0),
         "theil": np.quantile(theil_index(y, w, axis=-1), BAND_QUANTILES, axis=0),
     }
+    run.derived[key] = out
+    return dict(out)
 
 
 @dataclass(frozen=True)
