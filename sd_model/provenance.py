@@ -98,6 +98,9 @@ def provenance(
     scenario: str,
     overrides: Mapping[str, Any] | None,
     title: str,
+    seed: int | None = None,
+    tier: str = "",
+    tier_note: str = "",
 ) -> dict[str, Any]:
     """The global attrs of a result: model, versions, solver, time grid, overrides.
 
@@ -115,13 +118,20 @@ def provenance(
     overrides : mapping or None
         As the user gave them (recorded with :func:`overrides_json`).
     title : str
+    seed : int, optional
+        The seed the RANDOM functions drew from (recorded as ``random_seed``; give it
+        back as ``seed=`` to repeat the run). None: the model has no RANDOM function,
+        and the attr is left out.
+    tier, tier_note : str, optional
+        The fixed-step implementation that ran and why faster ones did not (recorded as
+        ``solver_tier`` and ``solver_tier_note`` when ``tier`` is given).
 
     Returns
     -------
     dict
         netCDF-storable values only (no None, dict or bool).
     """
-    return {
+    out = {
         "title": title,
         "model_file": model.path.name,
         "model_path": str(model.path),
@@ -142,3 +152,9 @@ def provenance(
         "overrides": overrides_json(overrides),
         "Conventions": "CF-1.8",
     }
+    if seed is not None:
+        out["random_seed"] = int(seed)
+    if tier:
+        out["solver_tier"] = tier
+        out["solver_tier_note"] = tier_note
+    return out

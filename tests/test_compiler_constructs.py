@@ -106,12 +106,20 @@ def test_function_pysd_lacks_is_refused_by_name(name: str, construct: str, eleme
     assert "backend='pysd'" not in msg
 
 
-def test_random_times_zero_is_refused_by_name() -> None:
-    with pytest.raises(UnsupportedFeatureError) as info:
-        sd_model.load(MODELS / "random_zero.mdl").run(backend="compiled")
-    msg = str(info.value)
-    assert "the function RANDOM NORMAL in element 'noise'" in msg
-    assert "backend='pysd'" in msg  # PySD runs it
+def test_random_times_zero_compiles_and_equals_pysd() -> None:
+    # RANDOM NORMAL(...) * 0 is exactly 0 in every step: both backends give the
+    # deterministic model (backlog' = 100 - backlog / 2).
+    model = sd_model.load(MODELS / "random_zero.mdl")
+    ours = model.run(backend="compiled", seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = model.run(backend="pysd", seed=3)
+    assert ours.attrs["backend"] == "compiled"
+    # a draw is never a constant, even when nothing else in its equation varies
+    assert ours["noise"].dims == ("time",) and np.all(ours["noise"].values == 0.0)
+    with pytest.raises(sd_model.ParameterError, match="cannot be overridden"):
+        model.run({"noise": 1.0}, backend="compiled")
+    np.testing.assert_allclose(ours["backlog"].values, ref["backlog"].values, rtol=1e-12)
 
 
 # ---------------------------------------------------------------- numba kernel

@@ -243,6 +243,11 @@ class Evaluator:
         py_names of the variables to return.
     what : str
         What the runs are for, in the fallback warning ("calibrating", ...).
+    random_seed : int
+        Seed of the model's RANDOM functions. Every run draws the same numbers (common
+        random numbers: one stream, whatever the parameters and the batch), so the
+        payoff is a deterministic function of the parameters and an optimiser compares
+        parameter sets, not noise. Ignored by models without RANDOM functions.
     """
 
     def __init__(
@@ -256,8 +261,10 @@ class Evaluator:
         fixed: Mapping[str, Any] | None = None,
         outputs: Sequence[str] | None = None,
         what: str = "calibrating",
+        random_seed: int = 0,
     ) -> None:
         self.model = model
+        self.random_seed = random_seed
         self.targets = list(targets)
         self.solver = solver
         self.grid = grid
@@ -367,6 +374,8 @@ class Evaluator:
                     outputs=self.outputs,
                     normalized=True,
                     warn=False,
+                    seed=self.random_seed,
+                    stream_ids=[0] * len(theta),
                 )
             else:
                 with warnings.catch_warnings():
@@ -379,6 +388,8 @@ class Evaluator:
                         backend="pysd",
                         outputs=self.outputs,
                         warn=False,
+                        seed=self.random_seed,
+                        stream_ids=[0] * len(theta),
                     )
         except (IntegrationError, FloatingPointError, ZeroDivisionError, OverflowError) as exc:
             if len(theta) == 1:

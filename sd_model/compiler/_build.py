@@ -32,7 +32,13 @@ from pysd.translators.structures.abstract_model import (
 
 from sd_model._errors import UnsupportedFeatureError
 from sd_model.compiler import _lowered as lw
-from sd_model.compiler._builtins import FUNCTIONS, REDUCERS, TIME_FUNCTIONS
+from sd_model.compiler._builtins import (
+    FUNCTIONS,
+    RANDOM_FUNCTIONS,
+    RANDOM_PARAMS,
+    REDUCERS,
+    TIME_FUNCTIONS,
+)
 from sd_model.compiler._lowered import BINARY, CONTROL_NAMES, Ctx, Expr, Program
 from sd_model.compiler._statefuls import BY_STRUCTURE, KINDS
 
@@ -123,6 +129,8 @@ class _Compiler:
         self.statefuls: list[lw.Stateful] = []
         self.fancy: set[int] = set()
         self.breakpoints: list[lw.Breakpoint] = []
+        self.random_cells = 0
+        self.randoms: list[str] = []
         self.time_units = ""
         self._col: list[Collector] = []
         self._element: Element | None = None
@@ -220,6 +228,8 @@ class _Compiler:
             by_py_name={e.py_name: e.index for e in self.elements if not e.hidden},
             time_units=self.time_units,
             fancy=frozenset(self.fancy),
+            random_cells=self.random_cells,
+            randoms=tuple(self.randoms),
         )
 
     def _compile_element(self, el: Element, ael: AbstractElement) -> None:
@@ -685,6 +695,8 @@ class _Compiler:
             raise self.unsupported(f"ELMCOUNT of '{name}'")
         if fname in TIME_FUNCTIONS:
             return self._time_function(fname, args, ctx)
+        if fname in RANDOM_FUNCTIONS:
+            return self._random(fname, args, ctx)
         if fname == "active_initial":
             roles = KINDS["active_initial"].fields
             return self._stateful("active_initial", ctx, **dict(zip(roles, args, strict=True)))
@@ -847,6 +859,27 @@ class _Compiler:
         self._mark_dynamic()
         self.breakpoints.append(lw.Breakpoint(fname, exprs, frozenset(col.refs), col.dynamic))
         return lw.TimeFunction(fname, exprs)
+
+    def _random(self, fname: str, args: list[Any], ctx: Ctx) -> Expr:
+        spec = RANDOM_FUNCTIONS[fname]
+        without_seed = spec.roles[-1:] == ("seed",) and len(args) == len(spec.roles) - 1
+        if len(args) != len(spec.roles) and not without_seed:
+            raise self.unsupported(f"{spec.label} with {len(args)} arguments")
+        given = dict(zip(spec.roles[: len(args)], args, strict=True))
+        defaults = dict(spec.defaults)
+        params = tuple(
+            self.expr(given[p], ctx) if p in given else lw.Num(defaults[p])
+            for p in RANDOM_PARAMS[spec.dist]
+        )
+        # A draw changes every time step: never a constant, even when nothing else in
+        # the equation does (``RANDOM NORMAL(...) * 0`` included).
+        self._mark_dynamic()
+        offset = self.random_cells
+        self.random_cells += int(np.prod(ctx.shape, dtype=int))
+        el = self._element.name if self._element is not None else "?"
+        self.randoms.append(f"{spec.label} in '{el}'")
+        shape = self.const(ctx.shape, "CS", key=("random shape", ctx.shape))
+        return lw.Random(fname, spec.dist, params, offset, shape)
 
     def _lookup_call(self, i: int, ast: ae.CallStructure, ctx: Ctx) -> Expr:
         el = self.elements[i]

@@ -10,6 +10,7 @@ callable the numba kernel writes (``_k_*`` helpers are defined in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -61,3 +62,71 @@ REDUCERS: dict[str, tuple[str, str, str]] = {
 # STEP, PULSE, PULSE TRAIN, RAMP and their XMILE forms: they switch at times the
 # integrators treat as breakpoints.
 TIME_FUNCTIONS = ("step", "pulse", "Xpulse", "pulse_train", "Xpulse_train", "ramp", "Xramp")
+
+
+@dataclass(frozen=True)
+class RandomBuiltin:
+    """A random-number function: its distribution and how its arguments map onto it.
+
+    ``roles`` names the model's arguments in order; ``"seed"`` is ignored (one stream per
+    scenario replaces Vensim's per-call streams, as PySD ignores it too) and may be
+    left out when it is the last argument.
+    The distribution's parameters, in the order the runtime helper takes them, are
+    ``RANDOM_PARAMS[dist]``; a role missing from ``roles`` takes its value from ``defaults``.
+    """
+
+    label: str
+    dist: str
+    roles: tuple[str, ...]
+    defaults: tuple[tuple[str, float], ...] = ()
+
+
+# Vensim's random functions (Vensim reference manual, "RANDOM ..."): every one draws
+# from a distribution, shifted and stretched where it has those arguments, truncated
+# to [min, max]. PySD implements the first four (python_functions.functionspace); POISSON and
+# TRIANGULAR follow Vensim's definitions.
+RANDOM_FUNCTIONS: dict[str, RandomBuiltin] = {
+    "random_0_1": RandomBuiltin("RANDOM 0 1", "uniform", (), (("min", 0.0), ("max", 1.0))),
+    "random_uniform": RandomBuiltin("RANDOM UNIFORM", "uniform", ("min", "max", "seed")),
+    "random_normal": RandomBuiltin("RANDOM NORMAL", "normal", ("min", "max", "mean", "sd", "seed")),
+    "random_exponential": RandomBuiltin(
+        "RANDOM EXPONENTIAL", "exponential", ("min", "max", "shift", "stretch", "seed")
+    ),
+    "random_poisson": RandomBuiltin(
+        "RANDOM POISSON",
+        "poisson",
+        ("min", "max", "mean", "shift", "stretch", "seed"),
+    ),
+    "random_triangular": RandomBuiltin(
+        "RANDOM TRIANGULAR",
+        "triangular",
+        ("min", "max", "start", "peak", "end", "seed"),
+    ),
+    # XMILE 1.0's statistical functions (OASIS XMILE v1.0, 3.5.4), untruncated; PySD's
+    # XMILE translator parses them as calls but implements none. LOGNORMAL is not here.
+    "normal": RandomBuiltin(
+        "NORMAL", "normal", ("mean", "sd", "seed"), (("min", -math.inf), ("max", math.inf))
+    ),
+    "exprnd": RandomBuiltin(
+        "EXPRND",
+        "exponential",
+        ("stretch", "seed"),  # the mean
+        (("min", 0.0), ("max", math.inf), ("shift", 0.0)),
+    ),
+    "poisson": RandomBuiltin(
+        "POISSON",
+        "poisson",
+        ("mean", "seed"),
+        (("min", 0.0), ("max", math.inf), ("shift", 0.0), ("stretch", 1.0)),
+    ),
+    "random": RandomBuiltin("RANDOM", "uniform", ("min", "max", "seed")),
+}
+
+#: Parameters of each distribution, in the order ``_runtime.RANDOM_DRAWS[dist]`` takes them.
+RANDOM_PARAMS: dict[str, tuple[str, ...]] = {
+    "uniform": ("min", "max"),
+    "normal": ("min", "max", "mean", "sd"),
+    "exponential": ("min", "max", "shift", "stretch"),
+    "poisson": ("min", "max", "mean", "shift", "stretch"),
+    "triangular": ("min", "max", "start", "peak", "end"),
+}

@@ -35,6 +35,7 @@ from sd_model.compiler._lowered import (
     Num,
     NumpyOnly,
     Program,
+    Random,
     Reduce,
     Ref,
     StatefulValue,
@@ -82,6 +83,10 @@ def expr_src(e: Expr) -> str:
         return _time_src(e.fn, [expr_src(a) for a in e.args])
     if isinstance(e, NumpyOnly):
         return e.template.format(*[expr_src(a) for a in e.args])
+    if isinstance(e, Random):
+        # _U: this step's uniforms of the call; _RND: sd_model.compiler._random
+        params = "".join(f", {expr_src(a)}" for a in e.args)
+        return f"_RND.{e.dist}(_U(_T, {e.offset}, {e.shape}){params})"
     raise AssertionError(e)
 
 

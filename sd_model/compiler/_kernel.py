@@ -14,7 +14,7 @@ INTEGER, QUANTUM, MODULO, STEP/PULSE/PULSE TRAIN/RAMP, lookups (tables, WITH LOO
 GET LOOKUPS, GET DATA), SUM/PROD/VMIN/VMAX, INTEG (also non-negative), the SMOOTH and
 DELAY families (DELAY N with PySD's delay-time memory), DELAY FIXED, SAMPLE IF TRUE,
 TREND, FORECAST, INITIAL, ACTIVE INITIAL, GET TIME VALUE(0, x, 0), macros. Anything
-else (vector functions, allocation: ``NumpyOnly`` nodes) raises
+else (vector functions, allocation: ``NumpyOnly`` nodes; RANDOM functions: ``Random``) raises
 :class:`KernelUnsupported` and the caller uses the NumPy path, as for time-series
 overrides. On the shared test
 models the kernel runs 170 of 174 models and matches the NumPy path to rounding.
@@ -170,6 +170,10 @@ class _Emitter:
             return self._time_function(e, ctx, kv, pre)
         if isinstance(e, lw.NumpyOnly):
             raise KernelUnsupported(e.what)
+        if isinstance(e, lw.Random):
+            # The draws come from NumPy generators per scenario (sd_model.compiler._random);
+            # the NumPy Euler path gives the same numbers.
+            raise KernelUnsupported(e.fn.upper().replace("_", " "))
         raise AssertionError(e)
 
     def _arith(self, e: lw.Arith, ctx: Ctx, kv: list[str], pre: list[str]) -> str:

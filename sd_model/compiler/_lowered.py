@@ -209,6 +209,25 @@ class NumpyOnly:
     args: tuple[Expr, ...]
 
 
+@dataclass(frozen=True)
+class Random:
+    """A random draw (RANDOM NORMAL, RANDOM UNIFORM...): one value per cell per time step.
+
+    ``dist`` is a key of :data:`sd_model.compiler._builtins.RANDOM_PARAMS` and ``args``
+    the distribution's parameters in that order. Each time step gives every scenario a
+    block of ``Program.random_cells`` uniform numbers; this draw transforms (inverse
+    distribution function) the ones at ``offset`` onwards, ``shape`` (a constant name)
+    being its context's shape. So what a draw sees depends only on the scenario's stream
+    and the step, not on how often or in which order the model's functions are called.
+    """
+
+    fn: str  # PySD name, for messages (random_normal)
+    dist: str
+    args: tuple[Expr, ...]
+    offset: int
+    shape: str
+
+
 Expr = (
     Num
     | Const
@@ -225,6 +244,7 @@ Expr = (
     | TimeFunction
     | StatefulValue
     | NumpyOnly
+    | Random
 )
 
 
@@ -306,6 +326,9 @@ class Program:
     by_py_name: Mapping[str, int]
     time_units: str
     fancy: frozenset[int]  # elements read through index arrays (need their full shape)
+    # uniform numbers each scenario draws per time step (see Random), and what draws them
+    random_cells: int = 0
+    randoms: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------------------- ordering

@@ -118,6 +118,8 @@ def scenario_document(
         "solver": solver,
         "set": {**setup.base, **changed_levers(setup, values)},
     }
+    if setup.seed is not None:
+        doc["seed"] = setup.seed  # the page's draws of the RANDOM functions
     if setup.scenario_levers:
         doc["levers"] = {k: dict(v) for k, v in setup.scenario_levers.items()}
     return doc

@@ -173,6 +173,10 @@ class ExplorerSetup:
     view : ViewSpec
     jit : bool
         Runs use the numba kernel (Euler on the compiled backend only).
+    seed : int or None
+        Seed of the model's RANDOM functions: the scenario's ``seed:``, else 0, so that
+        a lever move changes the levers only, not the noise (None for a model without
+        RANDOM functions).
     """
 
     model: Model
@@ -193,6 +197,7 @@ class ExplorerSetup:
     draws_source: str
     view: ViewSpec
     jit: bool = False
+    seed: int | None = None
 
     @property
     def title(self) -> str:
@@ -316,7 +321,16 @@ def load_setup(
         draws_source=str(draws) if draws is not None else "",
         view=view_spec(model),
         jit=jit and solver.method == "euler" and backend == "compiled",
+        seed=_seed(model, scenario),
     )
+
+
+def _seed(model: Model, scenario: Scenario | None) -> int | None:
+    from sd_model.evaluate import uses_random
+
+    if not uses_random(model):
+        return None
+    return scenario.seed if scenario is not None and scenario.seed is not None else 0
 
 
 _TIME_KW = ("initial_time", "final_time", "saveper", "time_step")
@@ -617,6 +631,7 @@ class Runner:
             backend=setup.backend,  # type: ignore[arg-type]
             jit=setup.jit,
             warn=False,
+            seed=setup.seed,
         )
         timed = {v.py_name for v in ev.variables if v.time_dependent}
         data = {k: v[0] for k, v in ev.values.items() if k in timed}
@@ -632,6 +647,8 @@ class Runner:
                 backend=setup.backend,  # type: ignore[arg-type]
                 jit=setup.jit,
                 warn=False,
+                seed=setup.seed,
+                stream_ids=[0] * len(self._draws),
             )
             band_data = {k: v for k, v in evd.values.items() if k in timed}
             bands = {k: np.quantile(v, BAND_QUANTILES, axis=0) for k, v in band_data.items()}

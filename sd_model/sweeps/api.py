@@ -78,6 +78,7 @@ def sweep(
     time_step: float | None = None,
     saveper: float | None = None,
     save_every: float | None = None,
+    seed: int | None = None,
 ) -> xr.Dataset:
     """Run a model over a grid and/or a sample of parameter values.
 
@@ -152,6 +153,12 @@ def sweep(
         Shorthand for ``time=TimeSettings(...)`` (give these or ``time``).
     save_every : float, optional
         Deprecated spelling of ``saveper``.
+    seed : int, optional
+        Seed of the model's RANDOM functions: scenario ``k`` (flat index, C order over
+        the sweep's dims) draws from its own stream ``(seed, k)``, whatever the chunk
+        size or number of workers; scenario 0 draws what :meth:`Model.run` with this
+        seed draws. None: fresh entropy, recorded in the ``random_seed`` attr. Ignored
+        (and not recorded) for models without RANDOM functions.
 
     Returns
     -------
@@ -228,6 +235,7 @@ def sweep(
         ),
         backend=backend,
         name=name,
+        seed=seed,
     )
 
     # ---- where results go, and what is left to run
@@ -268,16 +276,18 @@ def sweep(
     def job(k: int) -> ChunkJob:
         region = chunk_grid.region(k)
         idx = region_indices(region)
+        flat = [int(np.ravel_multi_index(i, setup.plan.shape)) for i in idx]
         return make_job(
             setup,
             model,
             int(k),
             region,
             [setup.plan.scenario(i) for i in idx],
-            int(np.ravel_multi_index(idx[0], setup.plan.shape)),
+            flat[0],
             on_error=on_error,
             store=str(zarr_path) if zarr_path is not None else None,
             store_key=store_key,
+            stream_ids=flat,
         )
 
     # Check the first scenario here, so a bad name fails at once and not in a worker.
@@ -436,4 +446,5 @@ def sweep_scenario(
         progress=progress,
         name=sc.name,
         force=force,
+        seed=sc.seed,
     )

@@ -58,6 +58,10 @@ class ChunkJob:
     region: tuple[slice, ...]  # where the chunk goes in the leading dims
     store: str | None  # zarr store the worker writes into (None: return the values)
     store_key: str  # the sweep's spec hash: identifies the store's layout
+    # RANDOM functions: the sweep's seed, and each scenario's flat index in the sweep
+    # (its stream identity: the same whatever the chunks and workers)
+    seed: int | None = None
+    stream_ids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -86,6 +90,7 @@ def make_job(
     on_error: OnError,
     store: str | None,
     store_key: str,
+    stream_ids: Sequence[int] = (),
 ) -> ChunkJob:
     """The job of one chunk: its scenarios (base and swept values) and settings."""
     return ChunkJob(
@@ -105,6 +110,8 @@ def make_job(
         region=region,
         store=store,
         store_key=store_key,
+        seed=setup.random_seed,
+        stream_ids=tuple(int(i) for i in stream_ids),
     )
 
 
@@ -216,6 +223,8 @@ def _evaluate(
         outputs=[o.py_name for o in job.outputs],
         normalized=job.backend == "compiled",
         warn=False,
+        seed=job.seed,
+        stream_ids=[job.stream_ids[b] for b in members] if job.stream_ids else None,
     )
     if len(ev.times) != job.n_times:
         raise SDModelError(f"Internal error: {len(ev.times)} saved times instead of {job.n_times}.")

@@ -194,6 +194,7 @@ class Setup:
     spec_hash: str
     attrs: dict[str, Any]
     resume_hint: str
+    random_seed: int | None = None  # the seed of the model's RANDOM functions
 
     @property
     def values_per_scenario(self) -> int:
@@ -234,6 +235,7 @@ def prepare(
     time: TimeSettings,
     backend: BackendName,
     name: str,
+    seed: int | None = None,
 ) -> Setup:
     """Check everything a sweep needs before anything runs; fix its spec and attrs.
 
@@ -250,6 +252,8 @@ def prepare(
     base = dict(base or {})
     normalized_base = model.normalize_params(base, where="base")
     used, note = choose_backend(model, backend, what="sweeping")
+    # One seed for the sweep's RANDOM functions; scenario k draws from (seed, k).
+    random_seed = _random_seed(model, seed)
     coords = model.compiled().coords if used == "compiled" else model.coords
     # The same variables, dims and attributes as a single run on either backend.
     variables = model.output_variables(used)
@@ -287,6 +291,8 @@ def prepare(
             "saveper": tgrid.saveper,
         },
     }
+    if random_seed is not None:
+        spec["random_seed"] = random_seed  # only then: other sweeps keep their hash
     spec_hash = hash_spec(spec)
     attrs: dict[str, Any] = {
         **provenance(
@@ -298,6 +304,7 @@ def prepare(
             scenario=name,
             overrides=base,
             title=f"sd_model sweep of {model.path.name}",
+            seed=random_seed,
         ),
         "sweep_spec": json.dumps(spec, sort_keys=True, default=str),
         "sweep_spec_sha256": spec_hash,
@@ -312,6 +319,11 @@ def prepare(
         if samples is not None and not _given_seed(samples)
         else ""
     )
+    if random_seed is not None and seed is None:
+        resume_hint += (
+            " (A sweep of a model with RANDOM functions and no seed draws new noise each "
+            "time: give seed= to resume one.)"
+        )
     return Setup(
         plan=plan,
         sample_spec=sample_spec,
@@ -328,7 +340,21 @@ def prepare(
         spec_hash=spec_hash,
         attrs=attrs,
         resume_hint=resume_hint,
+        random_seed=random_seed,
     )
+
+
+def _random_seed(model: Model, seed: int | None) -> int | None:
+    """The seed of the model's RANDOM functions (fresh when not given); None without any."""
+    from sd_model.compiler._random import calls_random, fresh_seed
+
+    if not calls_random(model.abstract_model):
+        return None
+    if seed is None:
+        return fresh_seed()
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise SDModelError(f"seed must be a non-negative integer, got {seed!r}.")
+    return int(seed)
 
 
 def _given_seed(samples: Mapping[str, Any] | SampleSpec) -> bool:
