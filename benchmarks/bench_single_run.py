@@ -1,7 +1,11 @@
 """Single ``Model.run`` (default settings) against PySD's ``run()``, per model.
 
 Both warm (the model loaded and run once before timing), CPU time
-(:func:`time.process_time`), best of N, measured in the same process. Writes
+(:func:`time.process_time`), best of N, measured in the same process. Besides the
+default run (whichever fixed-step tier :func:`sd_model.integrate.fixed_step_tiers`
+picks: C when its library is ready, else the plain-Python tier for one scenario, else
+NumPy), the same ``Model.run`` is timed with ``SD_MODEL_TIER=python`` (C skipped) and
+``SD_MODEL_TIER=numpy`` (the NumPy loop only). Writes
 ``benchmarks/results/single_run.md``.
 
 Usage::
@@ -12,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import tempfile
@@ -49,8 +54,8 @@ def best_cpu(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
-def measure(path: Path, repeat: int) -> tuple[float, float, str]:
-    """(PySD run seconds, sd_model run seconds, sd_model backend) for one model."""
+def measure(path: Path, repeat: int) -> tuple[float, dict[str, float], str, str]:
+    """PySD run seconds, sd_model run seconds per tier setting, backend, default tier."""
     import pysd
 
     import sd_model
@@ -72,9 +77,30 @@ def measure(path: Path, repeat: int) -> tuple[float, float, str]:
         pysd_run()
         t_pysd = best_cpu(pysd_run, repeat)
     m = sd_model.load(path)
-    ds = m.run()
-    t_sd = best_cpu(m.run, repeat)
-    return t_pysd, t_sd, str(ds.attrs.get("backend", ""))
+    times: dict[str, float] = {}
+    backend = ""
+    for setting in ("", "python", "numpy"):
+        os.environ["SD_MODEL_TIER"] = setting
+        try:
+            ds = m.run()
+            backend = str(ds.attrs.get("backend", ""))
+            times[setting or "default"] = best_cpu(m.run, repeat)
+        finally:
+            del os.environ["SD_MODEL_TIER"]
+    return t_pysd, times, backend, _default_tier(m) if backend == "compiled" else "-"
+
+
+def _default_tier(model: object) -> str:
+    """The tier a default run of ``model`` uses now (C once its library is built)."""
+    from sd_model.integrate import integrate
+    from sd_model.options import resolve_solver
+
+    options = resolve_solver(model, None, method=None, rtol=None, atol=None, max_step=None)
+    grid = model.time_grid()  # type: ignore[attr-defined]
+    if options.adaptive:
+        return "adaptive"
+    system = model.compiled().system([{}], grid)  # type: ignore[attr-defined]
+    return integrate(system, grid, options).tier
 
 
 def main() -> None:
@@ -88,26 +114,35 @@ def main() -> None:
     if args.own:
         paths += [ROOT / p for p in OWN]
     rows = []
-    ratios = []
+    ratios: dict[str, list[float]] = {"default": [], "python": [], "numpy": []}
     for p in paths:
-        t_pysd, t_sd, backend = measure(p, args.repeat)
-        ratio = t_pysd / t_sd
-        ratios.append(ratio)
+        t_pysd, t_sd, backend, tier = measure(p, args.repeat)
+        cells = []
+        for key, values in ratios.items():
+            values.append(t_pysd / t_sd[key])
+            cells.append(f"{t_sd[key] * 1e3:.2f} | {values[-1]:.2f}x")
         name = p.relative_to(SAMPLES) if p.is_relative_to(SAMPLES) else p.relative_to(ROOT)
-        rows.append(
-            f"| {name} | {backend} | {t_pysd * 1e3:.2f} | {t_sd * 1e3:.2f} | {ratio:.2f}x |"
-        )
+        rows.append(f"| {name} | {backend} | {tier} | {t_pysd * 1e3:.2f} | {' | '.join(cells)} |")
         print(rows[-1], flush=True)
+    summary = "; ".join(
+        f"{key}: median {statistics.median(v):.2f}x, minimum {min(v):.2f}x"
+        for key, v in ratios.items()
+    )
     lines = [
         "# Single run: `Model.run()` vs PySD `run()`",
         "",
-        f"Warm, CPU time, best of {args.repeat}, same process. Ratio > 1: sd_model faster.",
+        f"Warm, CPU time, best of {args.repeat}, same process. Ratio > 1: sd_model faster. "
+        "*default*: `Model.run()` as users call it (the tier it used, for the compiled "
+        "backend); *python*: with `SD_MODEL_TIER=python` (the plain-Python tier, C "
+        "skipped); *numpy*: with `SD_MODEL_TIER=numpy` (the NumPy loop, the path before "
+        "the tiers).",
         "",
-        "| model | backend | PySD ms | sd_model ms | PySD / sd_model |",
-        "|---|---|---|---|---|",
+        "| model | backend | default tier | PySD ms | default ms | PySD / default "
+        "| python ms | PySD / python | numpy ms | PySD / numpy |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
-        f"Median ratio: {statistics.median(ratios):.2f}x; minimum: {min(ratios):.2f}x.",
+        f"Ratios to PySD, {summary}.",
         "",
     ]
     Path(args.out).write_text("\n".join(lines))

@@ -237,12 +237,17 @@ def fixed_step_saves(grid: TimeGrid) -> FixedSaves:
         k = np.searchsorted(t, here - tol, side="left")
         hit = np.abs(t[k] - here) <= tol
         k += start
-        # One saved time per step: a second one near the same step is not saved.
-        for i in np.flatnonzero(hit):
-            if k[i] <= last:
-                hit[i] = False
-            else:
-                last = int(k[i])
+        # One saved time per step: a second one near the same step is not saved. The
+        # steps k are nondecreasing, so a hit is kept when its step is past the previous
+        # hit's (the one before this block for the first).
+        idx = np.flatnonzero(hit)
+        if idx.size:
+            kk = k[idx]
+            dup = np.empty(kk.size, dtype=bool)
+            dup[0] = kk[0] <= last
+            dup[1:] = kk[1:] <= kk[:-1]
+            hit[idx[dup]] = False
+            last = int(kk[-1])
         steps.append(k[hit].astype(np.int64))
         kept.append(here[hit])
         skipped.append(here[~hit])
@@ -302,20 +307,63 @@ class IntegrationResult:
         Saved times.
     states : numpy.ndarray
         State at each saved time, shape ``(n_times, n_state)``.
-    observations : list
-        ``system.observe(t, y)`` at each saved time.
+    observations : sequence
+        ``system.observe(t, y)`` at each saved time (for a column result, a
+        :class:`ColumnObservations` view of ``columns``).
     nfev : int
         Number of right-hand-side evaluations.
     method : str
         Method used.
+    messages : list of str
+        Solver warnings (saved times skipped...).
+    columns : dict or None
+        The same observations column-wise, py_name -> array shaped ``(T, B, *dims)``
+        (constants as read-only broadcast views), when the path that ran produced
+        them; callers read them instead of one dict per saved time.
+    tier : str
+        Which fixed-step implementation ran (see :func:`fixed_step_tiers`); ``""`` for
+        adaptive methods.
     """
 
     times: np.ndarray
     states: np.ndarray
-    observations: list[Any]
+    observations: Sequence[Any]
     nfev: int
     method: str
     messages: list[str] = field(default_factory=list)
+    columns: dict[str, np.ndarray] | None = None
+    tier: str = ""
+
+
+class ColumnObservations(Sequence[dict[str, np.ndarray]]):
+    """Per-saved-time dicts of a column result, built only when someone asks for one.
+
+    Parameters
+    ----------
+    columns : dict
+        py_name -> array shaped ``(T, B, *dims)``.
+    n_times : int
+        ``T``.
+
+    Examples
+    --------
+    >>> obs = ColumnObservations({"x": np.arange(3.0).reshape(3, 1)}, 3)
+    >>> len(obs), obs[-1]["x"].tolist()
+    (3, [2.0])
+    """
+
+    def __init__(self, columns: dict[str, np.ndarray], n_times: int) -> None:
+        self._columns = columns
+        self._n = n_times
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k: Any) -> Any:
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._n))]
+        k = range(self._n)[k]  # negative indices, and IndexError past the end
+        return {name: col[k] for name, col in self._columns.items()}
 
 
 def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> IntegrationResult:
@@ -350,9 +398,9 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
     A system may have an ``observed_size`` attribute: the number of values
     ``observe`` returns at each saved time. The size check uses it to estimate the
     memory a run needs (without it, the state size is assumed). A system may also have
-    a ``run_euler()`` method, the whole Euler run in a compiled kernel returning an
-    :class:`IntegrationResult` or None when it cannot; ``method="euler-numba"`` uses it,
-    and plain Euler otherwise.
+    whole-run fast paths for fixed-step methods (``run_euler()``, ``run_c(scheme)``,
+    ``run_python(scheme)``) returning an :class:`IntegrationResult` or None when they
+    cannot; :func:`fixed_step_tiers` says which are tried, in which order.
 
     Examples
     --------
@@ -386,14 +434,94 @@ def integrate(system: System, grid: TimeGrid, options: SolverOptions) -> Integra
     )
     if options.adaptive:
         return _integrate_adaptive(system, grid, options)
-    if options.method == "euler-numba":
-        kernel = getattr(system, "run_euler", None)
-        # None when numba is missing or the kernel does not cover the model: plain Euler
-        # gives the same numbers, only slower.
-        result = kernel() if kernel is not None else None
+    scheme = METHOD_TABLE[options.method].scheme
+    for tier in fixed_step_tiers(system, options):
+        # a tier returns None when it does not cover the model (or is not ready): the
+        # next one gives the same numbers, only slower
+        if tier == "numba":
+            result = system.run_euler()  # type: ignore[attr-defined]
+        elif tier == "c":
+            result = system.run_c(scheme)  # type: ignore[attr-defined]
+        elif tier == "python":
+            result = system.run_python(scheme)  # type: ignore[attr-defined]
+        else:
+            result = _integrate_fixed(system, grid, options)
         if result is not None:
-            return cast(IntegrationResult, result)
-    return _integrate_fixed(system, grid, options)
+            result = cast(IntegrationResult, result)
+            result.tier = tier
+            return result
+    raise AssertionError("the NumPy tier always runs")  # pragma: no cover
+
+
+#: Environment variable restricting the fixed-step tiers (see :func:`fixed_step_tiers`).
+TIER_ENV = "SD_MODEL_TIER"
+_TIER_CHOICES = ("auto", "c", "python", "numpy")
+
+
+def fixed_step_tiers(system: System, options: SolverOptions) -> list[str]:
+    """The implementations a fixed-step run tries, in order: the one tier rule.
+
+    1. ``numba``: the numba kernel (``system.run_euler()``), only when the method is
+       ``euler-numba`` (an explicit request: its first compilation takes seconds to
+       minutes);
+    2. ``c``: compiled C (``system.run_c(scheme)``) when the system offers it;
+    3. ``python``: the whole loop as generated plain-Python code
+       (``system.run_python(scheme)``) for a batch of one scenario, where NumPy's
+       per-operation cost dominates;
+    4. ``numpy``: :func:`integrate`'s own loop over the system's NumPy right-hand side,
+       which runs every system and batch.
+
+    Each of the first three returns None when it does not cover the model (the
+    system's ``*_note`` attribute says why), and the next is tried; all give the same
+    numbers (to rounding). The environment variable ``SD_MODEL_TIER`` restricts the
+    automatic tiers, for tests and debugging: ``numpy`` runs the NumPy loop only,
+    ``python`` skips C, ``auto`` (the default) tries all, with C only when its library is
+    built or a run is long enough to pay for compiling it, and ``c`` tries all and always
+    compiles C first (see :mod:`sd_model.compiler._cbuild`).
+
+    Parameters
+    ----------
+    system : System
+        The model in runnable form (``batch``, ``run_c``, ``run_python`` and
+        ``run_euler`` are optional attributes).
+    options : SolverOptions
+        A fixed-step method.
+
+    Returns
+    -------
+    list of str
+        Tier names, ending with ``"numpy"``.
+
+    Raises
+    ------
+    SettingsError
+        When ``SD_MODEL_TIER`` holds an unknown value.
+
+    Examples
+    --------
+    >>> class Plain:  # a system offering no fast path
+    ...     pass
+    >>> fixed_step_tiers(Plain(), SolverOptions("euler"))
+    ['numpy']
+    """
+    chosen = os.environ.get(TIER_ENV, "").strip().lower() or "auto"
+    if chosen not in _TIER_CHOICES:
+        raise SettingsError(
+            f"{TIER_ENV}={chosen!r} is not a tier; use one of {', '.join(_TIER_CHOICES)}."
+        )
+    tiers: list[str] = []
+    if options.method == "euler-numba" and getattr(system, "run_euler", None) is not None:
+        tiers.append("numba")
+    if chosen in ("auto", "c") and getattr(system, "run_c", None) is not None:
+        tiers.append("c")
+    if (
+        chosen != "numpy"
+        and getattr(system, "run_python", None) is not None
+        and getattr(system, "batch", 1) == 1
+    ):
+        tiers.append("python")
+    tiers.append("numpy")
+    return tiers
 
 
 #: Fixed-step runs with more steps than this are refused: even at a microsecond per
