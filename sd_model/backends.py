@@ -17,9 +17,11 @@ a test).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import numpy as np
@@ -27,7 +29,13 @@ import xarray as xr
 
 from sd_model._errors import SDModelError, UnsupportedFeatureError
 from sd_model._meta import VariableInfo
-from sd_model.integrate import SolverOptions, TimeGrid, arithmetic_error, integrate
+from sd_model.integrate import (
+    TIER_ENV,
+    SolverOptions,
+    TimeGrid,
+    arithmetic_error,
+    integrate,
+)
 
 if TYPE_CHECKING:
     from sd_model.model import Model
@@ -42,13 +50,18 @@ class BackendRun(NamedTuple):
     """What a backend returns for a batch: plain arrays, no metadata.
 
     ``values`` maps py_name to ``(B, T, *dims)`` (time-dependent) or ``(B, *dims)``;
-    ``nfev`` has one count per parameter set; ``messages`` are the solver's warnings.
+    ``nfev`` has one count per parameter set; ``messages`` are the solver's warnings;
+    ``tier`` is the fixed-step implementation that ran (``c``, ``python``, ``numpy``,
+    ``numba``; '' for adaptive methods and the PySD backend) and ``tier_note`` why the
+    faster ones were passed over.
     """
 
     times: np.ndarray
     values: dict[str, np.ndarray]
     nfev: list[int]
     messages: list[str]
+    tier: str = ""
+    tier_note: str = ""
 
 
 class Backend(Protocol):
@@ -84,8 +97,16 @@ class Backend(Protocol):
         variables: Sequence[VariableInfo],
         grid: TimeGrid,
         solver: SolverOptions,
+        *,
+        seed: int | None = None,
+        stream_ids: Sequence[int] | None = None,
     ) -> BackendRun:
-        """Run ``model`` once per (normalized) overrides mapping, saving ``variables``."""
+        """Run ``model`` once per (normalized) overrides mapping, saving ``variables``.
+
+        ``seed`` and ``stream_ids`` (one per mapping, default ``0 .. B-1``) seed the
+        RANDOM functions: each run draws from its own stream (None when the model has
+        no RANDOM function).
+        """
         ...
 
 
@@ -106,20 +127,40 @@ class CompiledBackend:
         variables: Sequence[VariableInfo],
         grid: TimeGrid,
         solver: SolverOptions,
+        *,
+        seed: int | None = None,
+        stream_ids: Sequence[int] | None = None,
     ) -> BackendRun:
-        system = model.compiled().system(list(overrides), grid, continuous=solver.adaptive)
+        system = model.compiled().system(
+            list(overrides),
+            grid,
+            continuous=solver.adaptive,
+            seed=seed,
+            stream_ids=stream_ids,
+        )
         result = integrate(system, grid, solver)
         messages = list(result.messages)
         note = getattr(system, "kernel_note", "")
         if solver.method == "euler-numba" and note and "could not compile" not in note:
             # A compile failure has warned already; the other reasons are said here, once.
-            messages.append(f"euler-numba: {note}; ran fixed-step Euler in NumPy (same results).")
+            messages.append(
+                f"euler-numba: {note}; ran fixed-step Euler without the kernel "
+                f"({result.tier or 'numpy'} tier, same results)."
+            )
+        tier, tier_note = result.tier, _passed_over(system, result.tier)
+        if os.environ.get(TIER_ENV, "").strip().lower() == "c" and tier not in ("", "c"):
+            # asked for explicitly: say why it did not run
+            messages.append(f"{TIER_ENV}=c: the C tier did not run ({tier_note}).")
         # One integration for the batch: its evaluations are every run's.
         nfev = [int(result.nfev)] * len(overrides)
+        times = np.asarray(result.times)
+        if result.columns is not None and len(result.times):
+            values = _from_columns(result.columns, variables)
+            return BackendRun(times, values, nfev, messages, tier, tier_note)
         obs = result.observations
-        values: dict[str, np.ndarray] = {}
+        values = {}
         if not obs:
-            return BackendRun(np.asarray(result.times), values, nfev, messages)
+            return BackendRun(times, values, nfev, messages, tier, tier_note)
         first = obs[0]
         n = len(obs)
         for var in variables:
@@ -136,7 +177,39 @@ class CompiledBackend:
             for k, o in enumerate(obs):
                 out[:, k] = o[name]
             values[name] = out
-        return BackendRun(np.asarray(result.times), values, nfev, messages)
+        return BackendRun(times, values, nfev, messages, tier, tier_note)
+
+
+#: The fixed-step tiers faster than each tier, and the system attribute saying why each
+#: did not run.
+_FASTER = {"python": ("c",), "numpy": ("c", "python"), "c": (), "numba": ()}
+_NOTES = {"c": "c_note", "python": "python_note"}
+
+
+def _passed_over(system: Any, tier: str) -> str:
+    """Why the tiers faster than ``tier`` did not run ('' when none was passed over)."""
+    parts = []
+    for faster in _FASTER.get(tier, ()):
+        note = getattr(system, _NOTES[faster], "")
+        if note:
+            parts.append(f"{faster}: {note}")
+    return "; ".join(parts)
+
+
+def _from_columns(
+    columns: Mapping[str, np.ndarray], variables: Sequence[VariableInfo]
+) -> dict[str, np.ndarray]:
+    """Backend values from column results (``(T, B, *dims)`` each): no per-time dicts."""
+    values: dict[str, np.ndarray] = {}
+    for var in variables:
+        col = columns.get(var.py_name)
+        if col is None:
+            continue
+        if not var.time_dependent:
+            values[var.py_name] = col[0]  # constants: a read-only (B, *dims) view
+        else:
+            values[var.py_name] = np.ascontiguousarray(np.moveaxis(col, 0, 1))
+    return values
 
 
 class PySDBackend:
@@ -156,6 +229,9 @@ class PySDBackend:
         variables: Sequence[VariableInfo],
         grid: TimeGrid,
         solver: SolverOptions,
+        *,
+        seed: int | None = None,
+        stream_ids: Sequence[int] | None = None,
     ) -> BackendRun:
         from sd_model.translate import load_runtime
 
@@ -164,10 +240,13 @@ class PySDBackend:
         messages: list[str] = []
         times: np.ndarray | None = None
         capture = model.variables
-        for ov in overrides:
-            runtime = load_runtime(model._py_file, model.path)
-            system = PySDSystem(runtime, grid, capture, ov, continuous=solver.adaptive)
-            result = integrate(system, grid, solver)
+        ids = range(len(overrides)) if stream_ids is None else stream_ids
+        for ov, ident in zip(overrides, ids, strict=True):
+            # PySD draws when it initialises the model, too
+            with _pysd_random_state(seed, ident):
+                runtime = load_runtime(model._py_file, model.path)
+                system = PySDSystem(runtime, grid, capture, ov, continuous=solver.adaptive)
+                result = integrate(system, grid, solver)
             messages.extend(m for m in result.messages if m not in messages)
             times = np.asarray(result.times)
             out: dict[str, np.ndarray] = {}
@@ -179,6 +258,26 @@ class PySDBackend:
         assert times is not None
         values = {v.py_name: np.stack([r[v.py_name] for r in per_run]) for v in variables}
         return BackendRun(times, values, nfev, messages)
+
+
+@contextlib.contextmanager
+def _pysd_random_state(seed: int | None, ident: int) -> Iterator[None]:
+    """Seed NumPy's global generator, which PySD's RANDOM functions draw from.
+
+    Each run gets a state derived from ``(seed, ident)`` (reproducible, but not the
+    compiled backend's numbers); the caller's global state is restored afterwards.
+    """
+    if seed is None:
+        yield
+        return
+    # PySD calls np.random.uniform and scipy.stats' rvs, which use the legacy global state
+    saved = np.random.get_state()  # noqa: NPY002
+    ss = np.random.SeedSequence(seed, spawn_key=(int(ident),))
+    np.random.seed(ss.generate_state(4))  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)  # noqa: NPY002
 
 
 #: The backends, in order of preference: ``auto`` runs the first whose ``check`` passes.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from sd_model._errors import (
 )
 from sd_model._meta import VariableInfo
 from sd_model.backends import REGISTRY, BackendName, UsedBackend
+from sd_model.compiler._random import calls_random, fresh_seed
 from sd_model.integrate import SolverOptions, TimeGrid
 
 if TYPE_CHECKING:
@@ -57,6 +59,14 @@ class Evaluation:
     messages : list of str
         Solver warnings (each also issued as an :class:`SDModelWarning` by
         :func:`evaluate` unless ``warn=False``).
+    seed : int or None
+        The seed the model's RANDOM functions drew from (None: the model has none).
+    tier : str
+        The fixed-step implementation that ran on the compiled backend (``c``,
+        ``python``, ``numpy`` or ``numba``; see
+        :func:`sd_model.integrate.fixed_step_tiers`); '' for adaptive methods and PySD.
+    tier_note : str
+        Why faster tiers did not run ('' when none was passed over).
     """
 
     times: np.ndarray
@@ -66,6 +76,9 @@ class Evaluation:
     note: str = ""
     nfev: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
     messages: list[str] = field(default_factory=list)
+    seed: int | None = None
+    tier: str = ""
+    tier_note: str = ""
 
 
 def choose_backend(
@@ -136,6 +149,8 @@ def evaluate(
     normalized: bool = False,
     jit: bool = False,
     warn: bool = True,
+    seed: int | None = None,
+    stream_ids: Sequence[int] | None = None,
 ) -> Evaluation:
     """Run ``model`` once per parameter set, as one batch where the backend allows.
 
@@ -162,6 +177,16 @@ def evaluate(
         (Euler in the numba kernel on the compiled backend; NumPy when it cannot).
     warn : bool
         Issue solver messages as warnings.
+    seed : int, optional
+        Seed of the RANDOM functions (non-negative). Each parameter set draws from its
+        own stream, derived from ``(seed, stream id)``, one value per cell per time step
+        (see :mod:`sd_model.compiler._random`). None: fresh entropy, returned as
+        ``Evaluation.seed`` so the runs can be repeated. Ignored by models without
+        RANDOM functions.
+    stream_ids : sequence of int, optional
+        The stream identity of each parameter set (default ``0 .. B-1``). A parameter
+        set draws the same numbers in any batch as long as it keeps its identity: a
+        sweep gives scenario ``k`` the identity ``k``, :meth:`Model.run` the identity 0.
 
     Returns
     -------
@@ -200,10 +225,23 @@ def evaluate(
         if missing:
             raise SDModelError(f"{model.path.name}: no output variable(s) {missing} in this run.")
         variables = [by_name[o] for o in outputs]
-    try:
-        times, values, nfev, messages = REGISTRY[used].run(
-            model, overrides, variables, grid, solver
+    if stream_ids is not None and len(stream_ids) != len(overrides):
+        raise SDModelError(
+            f"stream_ids has {len(stream_ids)} entries for {len(overrides)} parameter sets."
         )
+    if _calls_random(model.abstract_model):
+        if seed is None:
+            seed = fresh_seed()
+        elif isinstance(seed, bool) or not (isinstance(seed, int | np.integer) and seed >= 0):
+            raise SDModelError(f"seed must be a non-negative integer, got {seed!r}.")
+        seed = int(seed)
+    else:
+        seed = None
+    try:
+        done = REGISTRY[used].run(
+            model, overrides, variables, grid, solver, seed=seed, stream_ids=stream_ids
+        )
+        times, values, nfev, messages = done.times, done.values, done.nfev, done.messages
     except (IntegrationError, UnsupportedFeatureError, SettingsError) as exc:
         # Name the model file: in a sweep or a CLI log several models may be in play.
         if model.path.name in str(exc):
@@ -220,7 +258,37 @@ def evaluate(
         note=note,
         nfev=np.asarray(nfev, dtype=int),
         messages=messages,
+        seed=seed,
+        tier=done.tier,
+        tier_note=done.tier_note,
     )
+
+
+# A model's abstract syntax does not change: scan it once (by identity; PySD's
+# dataclasses are not hashable, and a dead entry is recognised by its weak reference).
+_RANDOM_CALLS: dict[int, tuple[weakref.ref[Any], bool]] = {}
+
+
+def uses_random(model: Model) -> bool:
+    """Whether ``model`` calls RANDOM functions (its runs then depend on a seed).
+
+    Parameters
+    ----------
+    model : Model
+        A loaded model.
+    """
+    return _calls_random(model.abstract_model)
+
+
+def _calls_random(abstract_model: Any) -> bool:
+    hit = _RANDOM_CALLS.get(id(abstract_model))
+    if hit is not None and hit[0]() is abstract_model:
+        return hit[1]
+    found = calls_random(abstract_model)
+    for key in [k for k, (ref, _) in _RANDOM_CALLS.items() if ref() is None]:
+        del _RANDOM_CALLS[key]
+    _RANDOM_CALLS[id(abstract_model)] = (weakref.ref(abstract_model), found)
+    return found
 
 
 def _with_time_series(

@@ -521,6 +521,7 @@ class Model:
         time_step: float | None = None,
         saveper: float | None = None,
         jit: bool = False,
+        seed: int | None = None,
     ) -> xr.Dataset:
         """Simulate the model and return the results as a Dataset.
 
@@ -553,6 +554,12 @@ class Model:
             Shorthand for ``time=TimeSettings(...)`` (give these or ``time``, not both).
         jit : bool
             Shorthand for ``method="euler-numba"`` when the method is Euler.
+        seed : int, optional
+            Seed of the model's RANDOM functions (a non-negative integer): the run
+            draws from the stream of ``(seed, 0)``, as scenario 0 of a sweep with the
+            same seed does. None: fresh entropy. Either way the seed is recorded in the
+            ``random_seed`` attr (models with RANDOM functions only). RANDOM values
+            are drawn once per time step, so these models run with Euler only.
 
         Returns
         -------
@@ -590,7 +597,7 @@ class Model:
             saveper=saveper,
         )
         grid = self.time_grid(**settings.as_kwargs())
-        ev = evaluate(self, [params or {}], solver=options, grid=grid, backend=backend)
+        ev = evaluate(self, [params or {}], solver=options, grid=grid, backend=backend, seed=seed)
         attrs = provenance(
             self,
             solver=options,
@@ -600,6 +607,9 @@ class Model:
             scenario=scenario,
             overrides=params,
             title=f"sd_model run of {self.path.name}",
+            seed=ev.seed,
+            tier=ev.tier,
+            tier_note=ev.tier_note,
         )
         return build_dataset(
             ev.times,

@@ -26,6 +26,9 @@ Where things go
   STEP/PULSE-like time functions, vector functions) get a lowering case in
   ``_build._Compiler._x_CallStructure``, a node in ``_lowered`` if none fits
   (``NumpyOnly`` when only the NumPy path supports it) and a case in each emitter.
+  Random functions are one row in ``_builtins.RANDOM_FUNCTIONS`` (argument roles and
+  distribution), lowered to ``_lowered.Random`` nodes; a new distribution is one
+  inverse-distribution function in ``_random.DRAWS``.
 * **A new emitter** (C, JAX, ...): a module that walks ``_lowered.Program`` like
   ``_emit_numpy`` and ``_kernel`` do, writing stateful objects through new fields of
   ``StatefulKind`` and builtins through a new column of ``_builtins.FUNCTIONS``.
@@ -68,9 +71,15 @@ Semantics are copied from PySD's builder and runtime (``pysd/builders/python`` a
 ``pysd/py_backend``), including where PySD differs from Vensim (DELAY order reduction
 when ``order * TIME STEP`` exceeds the delay time, STEP switching at ``t + dt/2``).
 Constructs not covered raise :class:`sd_model.UnsupportedFeatureError` naming the
-construct and the element: random functions, DATA read from other runs' files, GET TIME
+construct and the element: DATA read from other runs' files, GET TIME
 VALUE of the computer clock, functions PySD does not implement either (SINTEG, DELAY
-MATERIAL), and control variables that change during a run.
+MATERIAL, RANDOM BETA, GAMMA, WEIBULL and the other random functions without a row in
+``_builtins.RANDOM_FUNCTIONS``), and control variables that change during a run.
+
+RANDOM functions draw one value per subscript cell per time step from a stream of
+their own per scenario, seeded by ``(seed, scenario id)`` (``_random``); they update
+once per step like DELAY FIXED, so they run with Euler only (NumPy path; the numba
+kernel does not cover them).
 
 Examples
 --------
@@ -92,7 +101,7 @@ import numpy as np
 
 from sd_model._errors import UnsupportedFeatureError
 from sd_model._meta import SDKind, VariableInfo
-from sd_model.compiler import _runtime
+from sd_model.compiler import _emit_python, _runtime
 from sd_model.compiler._build import build_program
 from sd_model.compiler._emit_numpy import Code, expr_src, generate
 from sd_model.compiler._kernel import KernelSource, KernelUnsupported, generate_kernel
@@ -125,6 +134,7 @@ class CompiledModel:
         self._program = program
         self._code: dict[frozenset[int], Code] = {}
         self._kernels: dict[frozenset[int], KernelSource | KernelUnsupported] = {}
+        self._python: dict[Any, _emit_python.PythonSource | _emit_python.PythonUnsupported] = {}
         self.coords: dict[str, list[str]] = {k: list(v) for k, v in program.subscripts.items()}
         self.time_units: str = program.time_units
         # generate once now: reports circular definitions at compile time
@@ -189,6 +199,18 @@ class CompiledModel:
                 ks = exc
             self._kernels[forced] = ks
         return self._kernels[forced]
+
+    def _python_for(self, key: Any) -> _emit_python.PythonSource | _emit_python.PythonUnsupported:
+        """The Python tier's source for a scheme and state layout (or why none), once."""
+        if key not in self._python:
+            scheme, blocks = key
+            n_state = sum(
+                b.stages * math.prod(self._program.statefuls[j].ctx.shape) for j, b in blocks
+            )
+            self._python[key] = _emit_python.source_or_reason(
+                self._program, self._code_for(frozenset()), dict(blocks), n_state, scheme
+            )
+        return self._python[key]
 
     @property
     def source(self) -> str:
@@ -257,6 +279,8 @@ class CompiledModel:
         grid: TimeGrid,
         *,
         continuous: bool = False,
+        seed: int | None = None,
+        stream_ids: Sequence[int] | None = None,
     ) -> CompiledSystem:
         """Bind the model to one overrides mapping per scenario and a time grid.
 
@@ -274,6 +298,12 @@ class CompiledModel:
             True for adaptive methods: STEP and PULSE switch exactly at their times
             and DELAY N uses the current delay time in every stage; False (fixed-step
             methods) reproduces PySD's and Vensim's grid devices.
+        seed : int, optional
+            Seed of the RANDOM functions' streams (see :mod:`sd_model.compiler._random`);
+            None draws fresh entropy (recorded as ``system.seed``).
+        stream_ids : sequence of int, optional
+            One stream identity per scenario (default ``0 .. B-1``): a scenario draws
+            the same numbers whatever batch it is run in when it keeps its identity.
 
         Returns
         -------
@@ -292,6 +322,9 @@ class CompiledModel:
             grid,
             continuous=continuous,
             kernel_for=self._kernel_for,
+            python_for=self._python_for,
+            seed=seed,
+            stream_ids=stream_ids,
         )
 
 

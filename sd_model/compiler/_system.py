@@ -27,7 +27,7 @@ import pandas as pd
 import xarray as xr
 
 from sd_model._errors import ParameterError, SDModelWarning, UnsupportedFeatureError
-from sd_model.compiler import _kernel, _runtime
+from sd_model.compiler import _kernel, _random, _runtime
 from sd_model.compiler._emit_numpy import Code
 from sd_model.compiler._lowered import CONTROL_NAMES, Program, Stateful
 from sd_model.compiler._statefuls import KINDS
@@ -61,11 +61,17 @@ class CompiledSystem:
         *,
         continuous: bool = False,
         kernel_for: Callable[[frozenset[int]], Any] | None = None,
+        python_for: Callable[[Any], Any] | None = None,
+        seed: int | None = None,
+        stream_ids: Sequence[int] | None = None,
     ) -> None:
         if len(overrides) < 1:
             raise ParameterError("system() needs at least one overrides mapping (one scenario).")
         self._prog = prog
         self._kernel_for = kernel_for
+        self._python_for = python_for
+        #: Why :meth:`run_python` last returned None ("" when it did not).
+        self.python_note = ""
         #: Why :meth:`run_euler` last returned None ("" when it did not).
         self.kernel_note = ""
         self.grid = grid
@@ -127,6 +133,8 @@ class CompiledSystem:
             return out
 
         ns["_OV"] = ov
+        #: The seed the RANDOM functions drew from (None: the model has none).
+        self.seed = self._bind_random(ns, seed, stream_ids)
         exec(code.code, ns)  # generated only from the AST (see _build); no model text
         try:
             with np.errstate(all="ignore"):
@@ -181,6 +189,8 @@ class CompiledSystem:
             self._label_shapes.append((sf, ns[f"QS{j}"][1:]))
             offset += size
         ns["NS"] = offset
+        # RANDOM functions draw once per time step, like DELAY FIXED's updates
+        self._discrete.extend(prog.randoms)
         self._ns = ns
         self.n_state = offset
         y0 = np.empty((B, offset))
@@ -194,6 +204,31 @@ class CompiledSystem:
         self._init_values = init
         self._breakpoints = self._compute_breakpoints(init, code.dynamic)
         self._prepare_observe()
+
+    def _bind_random(
+        self, ns: dict[str, Any], seed: int | None, stream_ids: Sequence[int] | None
+    ) -> int | None:
+        """Give the generated code this batch's uniforms (one stream per scenario)."""
+        prog = self._prog
+        if not prog.random_cells:
+            return None
+        ids = list(range(self.batch)) if stream_ids is None else [int(i) for i in stream_ids]
+        if len(ids) != self.batch:
+            raise ParameterError(
+                f"stream_ids has {len(ids)} entries for {self.batch} scenarios; give one "
+                "stream identity per scenario."
+            )
+        if seed is None:
+            seed = _random.fresh_seed()
+        if int(seed) < 0 or min(ids) < 0:
+            raise ParameterError(f"seed and stream ids must be non-negative, got {seed}, {ids}.")
+        grid = self.grid
+        uniforms = _random.Uniforms(
+            int(seed), ids, prog.random_cells, grid.initial_time, grid.time_step
+        )
+        ns["_U"] = uniforms.at
+        ns["_RND"] = _random
+        return int(seed)
 
     # ------------------------------------------------------------------ overrides
     def _parse_overrides(
@@ -403,6 +438,7 @@ class CompiledSystem:
             When the run is too large (see :func:`sd_model.integrate.check_run_size`).
         """
         from sd_model.integrate import (
+            ColumnObservations,
             IntegrationResult,
             SolverOptions,
             check_run_size,
@@ -496,18 +532,20 @@ class CompiledSystem:
             labels = self.state_labels
             label = labels[where] if where < len(labels) else f"state[{where}]"
             raise nonfinite_error(label, t_bad, float(y0[where]))
-        observations = []
-        for k in range(n_save):
-            o = dict(self._constant_outputs)
-            for m, i in enumerate(ks.observed):
-                o[els[i].py_name] = obs[m][k]
-            observations.append(o)
+        # column-wise: the kernel's output arrays are the columns (no per-time dicts)
+        columns = {
+            name: np.broadcast_to(arr, (n_save, *arr.shape))
+            for name, arr in self._constant_outputs.items()
+        }
+        for m, i in enumerate(ks.observed):
+            columns[els[i].py_name] = obs[m]
         return IntegrationResult(
             times=np.asarray(saved),
             states=out,
-            observations=observations,
+            observations=ColumnObservations(columns, n_save),
             nfev=n_steps,
             method="euler",
+            columns=columns,
         )
 
     def _kernel_failed(self, reason: str | None) -> None:
@@ -520,6 +558,220 @@ class CompiledSystem:
             stacklevel=3,
         )
         return None
+
+    # ------------------------------------------------------------------ Python tier
+    def run_python(self, scheme: str = "euler") -> Any:
+        """The whole fixed-step run of one scenario as generated plain-Python code, or None.
+
+        Gives the result of ``integrate(system, grid, SolverOptions(scheme))`` on the
+        NumPy path (an :class:`sd_model.integrate.IntegrationResult` with column-wise
+        observations) without NumPy's per-operation cost, which dominates small models
+        (see :mod:`sd_model.compiler._emit_python`). The source is generated once per
+        compiled model and state layout. Returns None, with the reason in
+        :attr:`python_note`, for a batch of more than one scenario, constants replaced
+        by time series, an adaptive (continuous) system, a model larger than
+        :data:`~sd_model.compiler._emit_python.CELL_LIMIT` cells (or subscripted
+        enough for NumPy to be as fast), a construct the
+        emitter does not write, or when Python raised where NumPy gives inf or NaN.
+
+        Parameters
+        ----------
+        scheme : {"euler", "rk4"}
+            The fixed-step scheme.
+
+        Raises
+        ------
+        sd_model.IntegrationError
+            When the state becomes NaN or infinite.
+        """
+        from sd_model.compiler import _emit_python, _run_python
+
+        self.python_note = ""
+        if self.batch != 1:
+            self.python_note = "the Python tier runs one scenario at a time"
+        elif self._forced:
+            self.python_note = "constants replaced by time series are not covered"
+        elif self._ns["CONT"]:
+            self.python_note = "the system is bound for an adaptive method"
+        elif scheme == "rk4" and self._discrete:
+            self.python_note = "elements updated once per time step need method='euler'"
+        if self.python_note:
+            return None
+        blocks = _emit_python.blocks_of(self._prog, self._ns)
+        key = (scheme, tuple(sorted(blocks.items())))
+        if self._python_for is not None:
+            ps = self._python_for(key)  # generated once per compiled model and layout
+        else:
+            ps = _emit_python.source_or_reason(self._prog, self.code, blocks, self.n_state, scheme)
+        if isinstance(ps, _emit_python.PythonUnsupported):
+            self.python_note = f"the Python tier does not cover {ps}"
+            return None
+        result = _run_python.run_system(
+            ps,
+            prog=self._prog,
+            ns=self._ns,
+            y0=self._y0,
+            grid=self.grid,
+            labels=lambda: self.state_labels,
+            constants=self._constant_outputs,
+        )
+        if result is None:
+            self.python_note = "Python raised an arithmetic error where NumPy gives inf or NaN"
+        return result
+
+    # ------------------------------------------------------------------ C tier
+    #: Why :meth:`run_c` last returned None ("" when it did not).
+    c_note: str = ""
+
+    def run_c(self, scheme: str = "euler") -> Any:
+        """The whole fixed-step run in a C library built from the model, or None.
+
+        Gives the result of ``integrate(system, grid, SolverOptions(scheme))`` (an
+        :class:`sd_model.integrate.IntegrationResult`, equal to the NumPy path's within
+        rounding) for every scenario of the batch at once. The library is generated by
+        :mod:`sd_model.compiler._emit_c` and built and cached by
+        :mod:`sd_model.compiler._cbuild`, whose tier policy decides whether this run
+        waits for the compiler, starts it in the background, or returns None at once;
+        :attr:`c_note` then says why (no compiler, a construct the C emitter does not
+        cover, a compile failure, the tier turned off by ``SD_MODEL_TIER=python`` or ``numpy``).
+
+        Parameters
+        ----------
+        scheme : {"euler", "rk4"}
+            The fixed-step scheme.
+
+        Raises
+        ------
+        sd_model.IntegrationError
+            When the state becomes NaN or infinite.
+        sd_model.SettingsError
+            When the run is too large (see :func:`sd_model.integrate.check_run_size`).
+        """
+        from sd_model.compiler import _cbuild
+        from sd_model.integrate import (
+            ColumnObservations,
+            IntegrationResult,
+            SolverOptions,
+            _skipped_message,
+            check_run_size,
+            nonfinite_error,
+        )
+
+        self.c_note = ""
+        if scheme not in ("euler", "rk4"):
+            self.c_note = f"the C tier runs the fixed-step schemes euler and rk4, not {scheme!r}"
+            return None
+        if self._forced:
+            self.c_note = "constants replaced by time series are not covered by the C tier"
+            return None
+        if self._ns["CONT"]:
+            self.c_note = "the system is bound for an adaptive method"
+            return None
+        if scheme == "rk4" and self._discrete:
+            self.c_note = "elements updated once per time step need method='euler'"
+            return None
+        options = SolverOptions(method=scheme)  # type: ignore[arg-type]
+        check_run_size(
+            self.grid,
+            options,
+            values_per_save=self.n_state + self.observed_size,
+            bytes_per_step=1,
+            system=self,
+        )
+        src = _cbuild.c_source(self._prog, self.code.dynamic, self.code.obs_names)
+        if isinstance(src, _cbuild.CUnsupported):
+            self.c_note = f"the C tier does not cover {src}"
+            return None
+        g = self.grid
+        B = self.batch
+        n_steps = g.n_steps()
+        cost = _cbuild.default_path_seconds(
+            len(self.code.dynamic), src.work_cells, n_steps, B, scheme == "rk4"
+        )
+        tier = _cbuild.library(src, run_seconds=cost)
+        if tier.lib is None:
+            self.c_note = tier.note
+            if tier.failed:
+                warnings.warn(
+                    f"{tier.note}; running on the next tier instead (same results, "
+                    "slower). The failure is cached (delete sdc_*.failed in the c folder of "
+                    "the sd_model cache to retry).",
+                    SDModelWarning,
+                    stacklevel=2,
+                )
+            return None
+        ns = self._ns
+        names = {"v": "v", "o": "o", "lx": "LX", "ly": "LY", "const": ""}
+        arrays = []
+        shared = []  # the table test of _runtime.lookup, before the copies below
+        for a in src.args:
+            arr = ns[f"{names[a.kind]}{a.key}"]
+            shared.append(isinstance(arr, np.ndarray) and not any(arr.strides[:-1]))
+            shape = _cbuild.arg_shapes(a, self._prog, B)
+            if not (
+                isinstance(arr, np.ndarray)
+                and arr.dtype == np.float64
+                and arr.flags.c_contiguous
+                and (shape is None or arr.shape == shape)
+            ):
+                arr = np.asarray(arr, dtype=np.float64)
+                if shape is not None and arr.shape != shape:
+                    arr = np.broadcast_to(arr, shape)
+                arr = np.ascontiguousarray(arr)
+            arrays.append(arr)
+        fs = fixed_step_saves(g)  # the one save-time rule of every fixed-step path
+        save = np.zeros(n_steps + 1, dtype=np.uint8)
+        save[fs.steps] = 1
+        n_save = int(fs.steps.size)
+        offs = np.zeros(max(len(self._prog.statefuls), 1), dtype=np.int64)
+        nord = np.ones(max(len(self._prog.statefuls), 1), dtype=np.int64)
+        for sf in self._prog.statefuls:
+            if f"SL{sf.index}" in ns:
+                offs[sf.index] = ns[f"SL{sf.index}"].start
+            if f"N{sf.index}" in ns:
+                nord[sf.index] = ns[f"N{sf.index}"]
+        els = self._prog.elements
+        out = np.empty((n_save, B * self.n_state))
+        obs = [np.empty((n_save, B, *els[i].shape)) for i in src.observed]
+        y = self._y0.copy()
+        where, t_bad, value = _cbuild.call(
+            tier.lib,
+            scheme=0 if scheme == "euler" else 1,
+            batch=B,
+            n_state=self.n_state,
+            n_steps=n_steps,
+            t0=float(g.initial_time),
+            dt=float(g.time_step),
+            control=(float(ns["TI"]), float(ns["TF"]), float(ns["SP"])),
+            offs=offs,
+            nord=nord,
+            arrays=arrays,
+            shared=shared,
+            work=np.full(src.work_size(B, self.n_state), np.nan),
+            save=save,
+            y=y,
+            out=out,
+            obs=obs,
+        )
+        if where >= 0:
+            labels = self.state_labels
+            label = labels[where] if where < len(labels) else f"state[{where}]"
+            raise nonfinite_error(label, t_bad, value)
+        columns: dict[str, np.ndarray] = {
+            name: _cbuild.constant_column(arr, n_save)
+            for name, arr in self._constant_outputs.items()
+        }
+        for m, i in enumerate(src.observed):
+            columns[els[i].py_name] = obs[m]
+        return IntegrationResult(
+            times=fs.times,
+            states=out,
+            observations=ColumnObservations(columns, n_save),
+            columns=columns,
+            nfev=n_steps * (1 if scheme == "euler" else 4),
+            method=scheme,
+            messages=[_skipped_message(fs.skipped, g.time_step)] if fs.skipped.size else [],
+        )
 
     # ------------------------------------------------------------------ breakpoints
     def _compute_breakpoints(self, init: Mapping[str, Any], dynamic: frozenset[int]) -> list[float]:
