@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -685,3 +686,25 @@ def test_random_models_keep_their_draws_across_moves_and_saves(tmp_path: Path) -
     assert yaml.safe_load(saved.read_text())["seed"] == 0
     ds = sd_model.Scenario.from_yaml(saved).run(model=setup.model)
     np.testing.assert_array_equal(ds["level"].values, two.data["level"])
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
+def test_the_page_compiles_the_c_tier_before_its_first_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Without the explorer, a handful of short runs would not compile C (tier policy).
+    monkeypatch.setenv("SD_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SD_MODEL_TIER", raising=False)
+    # a model no other test compiles (one more equation: another C source)
+    path = tmp_path / "regions_c.mdl"
+    extra = "doubled time = Time * 2\n\t~\tyear\n\t~\t\t|\n\n"
+    path.write_text(REGIONS_MDL.replace("{UTF-8}\n", "{UTF-8}\n" + extra, 1), encoding="utf-8")
+    model = sd_model.load(path)
+    assert model.run().attrs["solver_tier"] != "c"
+    runner = Runner(load_setup(path, model=model))
+    assert runner.c_note == ""
+    ds = model.run()
+    assert ds.attrs["solver_tier"] == "c"
+    np.testing.assert_allclose(
+        runner.baseline.data["population"], ds["population"].values, rtol=1e-12
+    )

@@ -623,6 +623,34 @@ class CompiledSystem:
     #: Why :meth:`run_c` last returned None ("" when it did not).
     c_note: str = ""
 
+    def prepare_c(self, scheme: str = "euler") -> str:
+        """Build (or load) this model's C library now, for a caller that will run often.
+
+        The tier policy of :meth:`run_c` compiles only once a run, or the runs so far,
+        would have cost as much as compiling; a caller that knows many runs will follow
+        (the policy explorer: a run per lever move) pays the compile once up front instead.
+
+        Parameters
+        ----------
+        scheme : {"euler", "rk4"}
+            The fixed-step scheme the runs will use.
+
+        Returns
+        -------
+        str
+            '' when the library is ready; otherwise why the C tier will not run.
+        """
+        from sd_model.compiler import _cbuild
+
+        if scheme not in ("euler", "rk4"):
+            return f"the C tier runs the fixed-step schemes euler and rk4, not {scheme!r}"
+        if self._forced or self._ns["CONT"]:
+            return "the system is bound for time series or an adaptive method"
+        src = _cbuild.c_source(self._prog, self.code.dynamic, self.code.obs_names)
+        if isinstance(src, _cbuild.CUnsupported):
+            return f"the C tier does not cover {src}"
+        return _cbuild.library(src, run_seconds=math.inf).note
+
     def run_c(self, scheme: str = "euler") -> Any:
         """The whole fixed-step run in a C library built from the model, or None.
 

@@ -552,7 +552,23 @@ class Runner:
             for parameter, levers in setup.levers.by_parameter()
         }
         self._baseline_key = tuple(setup.levers.baseline().values())
+        #: Why the runs do not use the compiled C tier ('' when they do, or when the
+        #: method is adaptive or the backend PySD, where there is no such tier).
+        self.c_note = self._prepare_c()
         self.baseline = self._compute(setup.levers.baseline())
+
+    def _prepare_c(self) -> str:
+        # A page runs the model on every lever move: compile the C tier once now (under
+        # a second on the Kazakhstan model) rather than let the first moves run on the
+        # slower tiers until they add up to the compile time.
+        from sd_model.integrate import METHOD_TABLE
+
+        setup = self.setup
+        info = METHOD_TABLE[setup.solver.method]
+        if setup.backend != "compiled" or info.adaptive or setup.jit:
+            return ""
+        system = setup.model.compiled().system([self._base], setup.grid)
+        return str(system.prepare_c(info.scheme))
 
     def params(self, values: Mapping[str, float]) -> dict[str, Any]:
         """The overrides of a run: the scenario's other overrides plus every lever."""
