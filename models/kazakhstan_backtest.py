@@ -33,10 +33,16 @@ import argparse
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import yaml
+
+if TYPE_CHECKING:
+    from sd_model.backends import BackendName
+    from sd_model.calibrate.config import CalibrationFile
+    from sd_model.integrate import SolverOptions
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -68,6 +74,18 @@ def observed(name: str) -> pd.DataFrame:
     return df
 
 
+def forecast_solver(cfg: CalibrationFile) -> tuple[float | None, SolverOptions, BackendName]:
+    """The time step, solver and backend of the calibration file ``cfg`` (``time:`` and
+    ``solver:``): the backtest fits and forecasts with the method the forecast is fitted and
+    run with."""
+    from sd_model.integrate import SolverOptions
+
+    solver = dict(cfg.solver)
+    backend: BackendName = solver.pop("backend", "auto")
+    options = SolverOptions(solver.pop("method"), **{k: float(v) for k, v in solver.items()})
+    return cfg.time.get("time_step"), options, backend
+
+
 def training_window(origin: int) -> tuple[int, int]:
     """First and last year of the fit for ``origin`` (the data start in 2010)."""
     return max(2010, origin - TRAINING_YEARS), origin
@@ -77,7 +95,6 @@ def fit_origin(origin: int, *, seed: int = 1, progress: bool = False) -> Path:
     """Fit the forecast's parameters on the years up to ``origin``; write the parameter file."""
     import sd_model
     from sd_model.calibrate.config import CalibrationFile
-    from sd_model.integrate import SolverOptions
     from sd_model.options import TimeSettings
 
     first, last = training_window(origin)
@@ -92,8 +109,7 @@ def fit_origin(origin: int, *, seed: int = 1, progress: bool = False) -> Path:
         path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
         cfg = CalibrationFile.from_yaml(path)
     model = sd_model.load(cfg.model)
-    solver = dict(cfg.solver)
-    backend = solver.pop("backend", "auto")
+    time_step, solver, backend = forecast_solver(cfg)
     fit = sd_model.calibrate(
         model,
         cfg.data,
@@ -105,8 +121,8 @@ def fit_origin(origin: int, *, seed: int = 1, progress: bool = False) -> Path:
         fixed={**cfg.fixed, "growth regime break year": first},
         method=cfg.method,  # type: ignore[arg-type]
         seed=seed,
-        time=TimeSettings(initial_time=first, final_time=last),
-        solver=SolverOptions(solver.pop("method"), **{k: float(v) for k, v in solver.items()}),
+        time=TimeSettings(initial_time=first, final_time=last, time_step=time_step),
+        solver=solver,
         backend=backend,
         progress=progress,
     )
@@ -117,8 +133,11 @@ def fit_origin(origin: int, *, seed: int = 1, progress: bool = False) -> Path:
 def model_forecasts(origins=ORIGINS) -> pd.DataFrame:
     """The model's forecasts from each origin with the stored fits (tidy table)."""
     import sd_model
+    from sd_model.calibrate.config import CalibrationFile
+    from sd_model.options import TimeSettings
 
     model = sd_model.load(HERE / "kazakhstan_regions.mdl")
+    time_step, solver, _ = forecast_solver(CalibrationFile.from_yaml(CALIBRATION))
     rows = []
     for origin in origins:
         params = yaml.safe_load((FITS / f"origin_{origin}.yaml").read_text(encoding="utf-8"))
@@ -126,11 +145,10 @@ def model_forecasts(origins=ORIGINS) -> pd.DataFrame:
             warnings.simplefilter("ignore")
             ds = model.run(
                 params["set"],
-                initial_time=origin,
-                final_time=origin + HORIZON,
-                method="RK45",
-                rtol=1e-6,
-                atol=1e-6,
+                time=TimeSettings(
+                    initial_time=origin, final_time=origin + HORIZON, time_step=time_step
+                ),
+                solver=solver,
                 backend="compiled",
             )
         for name, (var, _, _) in SERIES.items():

@@ -117,6 +117,11 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     for flag in ("initial-time", "final-time", "saveper", "time-step", "rtol", "atol", "max-step"):
         run.add_argument(f"--{flag}", type=float)
     run.add_argument(
+        "--no-bands",
+        action="store_true",
+        help="run only the central scenario, without the bands its 'uncertainty:' section declares",
+    )
+    run.add_argument(
         "--check-units",
         action="store_true",
         help="check the model's units first and refuse to run when they do not balance",
@@ -273,7 +278,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         model = scenario.load_model()
         if args.check_units:
             _require_balanced_units(model)
-        ds = scenario.run(model, params=params, **kwargs)
+        if scenario.uncertainty and not args.no_bands:
+            # The central run plus <name>_band variables (dims quantile, time, ...).
+            ds = scenario.run_with_bands(model, params=params, **kwargs)
+        else:
+            ds = scenario.run(model, params=params, **kwargs)
     else:
         model = load(target)
         if args.check_units:
@@ -281,7 +290,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         ds = model.run(params, **kwargs)
     if args.output:
         out = write_results(ds, args.output)
-        print(f"wrote {out} ({ds.attrs.get('backend')} backend, {ds.attrs.get('solver_method')})")
+        bands = (
+            f"; bands over {ds.attrs['bands_n_draws']} parameter draws"
+            if "bands_n_draws" in ds.attrs
+            else ""
+        )
+        print(
+            f"wrote {out} ({ds.attrs.get('backend')} backend, "
+            f"{ds.attrs.get('solver_method')}{bands})"
+        )
     else:
         print(_summary(ds))
     return 0

@@ -13,10 +13,22 @@ params_file: ../params/fitted.yaml     # fitted values (Fit.to_yaml); `set:` win
 levers:                                   # sliders of the policy explorer (sd-model explore)
   growth rate: [0, 0.05, 0.005]           # [min, max] or [min, max, step]
   transfer share: {min: 0, max: 0.5, step: 0.05, group: Transfers, label: Transfer share}
+uncertainty:                              # bands (sd-model run): the run once per draw
+  draws: ../params/draws.csv              # parameter draws (sd-model calibrate writes them)
+  n: 200                                  # use n of them, picked with seed (default all)
+  seed: 1
+  quantiles: [0.05, 0.25, 0.5, 0.75, 0.95]
+  outputs: [Population, GDP]              # default: every variable that changes in time
 ```
 
 Files are read with ``yaml.safe_load`` semantics; unknown keys and unknown parameters
 are errors naming the file, the line and the key.
+
+With ``uncertainty:``, ``sd-model run`` (and :meth:`Scenario.run_with_bands`) writes
+the central run plus, for each output, a variable ``<name>_band`` with dims ``(quantile,
+time, *subscripts)``: the quantiles of that output over the runs of the scenario with
+each parameter draw (one batched evaluation). The draws replace the values the parameter
+files give (the fitted values); what the scenario's own ``set:`` gives holds in every draw.
 
 The keys of ``time:`` and ``solver:`` are the fields of :class:`~sd_model.options.
 TimeSettings` and :class:`~sd_model.options.SolverOptions` (the keywords of
@@ -60,11 +72,14 @@ TOP_KEYS = (
     "save_every",
     "levers",
     "params_file",
+    "uncertainty",
+    "seed",
 )
 TIME_KEYS = ("initial_time", "final_time", "time_step", "saveper")
 #: Short spellings of older scenario files (and of the policy explorer's saved files).
 TIME_ALIASES = {"initial": "initial_time", "final": "final_time"}
 SOLVER_KEYS = ("method", "backend", "rtol", "atol", "max_step")
+UNCERTAINTY_KEYS = ("draws", "n", "quantiles", "outputs", "seed")
 LEVER_KEYS = ("min", "max", "step", "group", "label", "description", "baseline")
 
 
@@ -97,6 +112,16 @@ class Scenario:
         description, baseline}`` (each key optional here; a missing range is taken from
         the model's ``[min, max, step]`` units field). Read by the policy explorer
         (:mod:`sd_model.explore`) and model checks; ignored by :meth:`run`.
+    uncertainty : mapping
+        The ``uncertainty:`` section, checked: ``draws`` (absolute path of a parameter
+        draws file: ``.csv`` with one row per draw and one column per parameter, as
+        ``sd-model calibrate`` writes it, or a ``.nc`` posterior sample of
+        :func:`sd_model.sample_posterior`), ``n``, ``quantiles``, ``outputs``, ``seed``.
+        Read by :meth:`run_with_bands` (and ``sd-model run``); empty when the file has
+        none.
+    seed : int or None
+        The ``seed:`` key: seed of the model's RANDOM functions (see
+        :meth:`sd_model.Model.run`); None draws fresh entropy, recorded in the results.
     source : str
         Where the scenario came from (a file path), for error messages.
     """
@@ -110,8 +135,13 @@ class Scenario:
     sweep: Mapping[str, Any] = field(default_factory=dict)
     outputs: tuple[str, ...] = ()
     levers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    uncertainty: Mapping[str, Any] = field(default_factory=dict)
+    seed: int | None = None
     source: str = "<scenario>"
     lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
+    #: Normalised names the file's own ``set:`` gives (not its parameter files): the
+    #: scenario's assumptions, which :meth:`run_with_bands` holds in every draw.
+    own_set: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> Scenario:
@@ -224,6 +254,7 @@ class Scenario:
         overrides = data.get("set") or {}
         if not isinstance(overrides, Mapping):
             raise ScenarioError(f"{where('set')}: 'set' must be a mapping of parameter -> value.")
+        own_set = list(overrides)
         if data.get("params_file"):
             overrides = _with_params_files(
                 data["params_file"], overrides, Path(base_dir), where("params_file")
@@ -255,6 +286,13 @@ class Scenario:
                 )
             time["saveper"] = float(save_every)
         levers = _levers_section(data.get("levers"), where)
+        uncertainty = _uncertainty_section(data.get("uncertainty"), Path(base_dir), where)
+        seed = data.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ScenarioError(
+                f"{where('seed')}: 'seed' must be a non-negative integer (the seed of the "
+                f"model's RANDOM functions), got {seed!r}."
+            )
         name = data.get("name") or Path(source).stem
         description = data.get("description") or ""
         if not isinstance(name, str) or not isinstance(description, str):
@@ -269,8 +307,11 @@ class Scenario:
             sweep=dict(sweep),
             outputs=tuple(outputs),
             levers=levers,
+            uncertainty=uncertainty,
+            seed=seed,
             source=source,
             lines=lines,
+            own_set=frozenset(normalize_name(str(k).split("[")[0]) for k in own_set),
         )
 
     def load_model(self) -> Model:
@@ -318,6 +359,18 @@ class Scenario:
         xarray.Dataset
         """
         model = model if model is not None else self.load_model()
+        params, run_kw = self._run_settings(kwargs)
+        # Check the file's own overrides first so errors name the scenario file and line.
+        for key, value in self.set.items():
+            model.normalize_params({key: value}, where=f"{self._where('set.' + key)} (set)")
+        ds = model.run(params, scenario=self.name, **run_kw)
+        ds.attrs["scenario_file"] = self.source
+        ds.attrs["scenario_description"] = self.description
+        return ds
+
+    def _run_settings(self, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The overrides and ``Model.run`` keywords of a run given ``run``'s ``kwargs``."""
+        kwargs = dict(kwargs)
         params = dict(self.set)
         extra = kwargs.pop("params", None) or {}
         # A value given at run time replaces the scenario's value of that parameter,
@@ -329,19 +382,63 @@ class Scenario:
                     del params[old]
         params.update(extra)
         run_kw = self.run_kwargs()
+        if self.seed is not None:
+            run_kw["seed"] = self.seed
         # An option object given here replaces the file's section it covers.
         if kwargs.get("solver") is not None:
             run_kw = {k: v for k, v in run_kw.items() if k not in SOLVER_KEYS or k == "backend"}
         if kwargs.get("time") is not None:
             run_kw = {k: v for k, v in run_kw.items() if k not in TIME_KEYS}
         run_kw.update(kwargs)
-        # Check the file's own overrides first so errors name the scenario file and line.
-        for key, value in self.set.items():
-            model.normalize_params({key: value}, where=f"{self._where('set.' + key)} (set)")
-        ds = model.run(params, scenario=self.name, **run_kw)
-        ds.attrs["scenario_file"] = self.source
-        ds.attrs["scenario_description"] = self.description
-        return ds
+        return params, run_kw
+
+    def run_with_bands(self, model: Model | None = None, **kwargs: Any) -> xr.Dataset:
+        """Run the scenario and, when it declares ``uncertainty:``, its bands.
+
+        The central run is :meth:`run`'s. The bands run the same scenario (its overrides,
+        time and solver settings, and ``kwargs``) once per parameter draw of the
+        ``uncertainty.draws`` file, as one batched evaluation, and add each output's
+        quantiles as a variable ``<name>_band`` with dims ``(quantile, time, *subscripts)``
+        (attrs ``band_of`` and the draws used). A drawn parameter takes its draws instead
+        of the value of the scenario's parameter files (the fitted values), but is held
+        at its value in every draw when the scenario's own ``set:`` or ``params=`` gives
+        it (an assumption of the scenario); every other override holds in every draw.
+
+        Parameters
+        ----------
+        model : sd_model.Model, optional
+        **kwargs
+            As :meth:`run`.
+
+        Returns
+        -------
+        xarray.Dataset
+            The central run, plus the ``*_band`` variables when the scenario declares
+            uncertainty.
+
+        Examples
+        --------
+        >>> ds = Scenario.from_yaml("scenarios/baseline.yaml").run_with_bands()  # doctest: +SKIP
+        >>> ds.gdp_band.sel(quantile=0.95, time=2050)  # doctest: +SKIP
+        """
+        model = model if model is not None else self.load_model()
+        ds = self.run(model, **kwargs)
+        if not self.uncertainty:
+            return ds
+        from sd_model.calibrate.bands import add_bands, scenario_bands
+
+        params, run_kw = self._run_settings(kwargs)
+        given = {normalize_name(k.split("[")[0]) for k in kwargs.get("params") or {}}
+        given |= self.own_set
+        bands = scenario_bands(
+            model,
+            self.uncertainty,
+            params,
+            run_kw,
+            held=given,
+            where=self._where("uncertainty"),
+        )
+        return add_bands(ds, bands)
 
     def _where(self, key: str) -> str:
         line = self.lines.get(key)
@@ -517,6 +614,84 @@ def _levers_section(section: Any, where: Any) -> dict[str, dict[str, Any]]:
         if "baseline" in spec:
             lever["baseline"] = _lever_baseline(name, spec["baseline"], at("baseline"))
         out[name] = lever
+    return out
+
+
+#: Quantiles of the bands when the file does not list them: the 90 % and 50 % bands and
+#: the median, the nested bands of a fan chart.
+DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _uncertainty_section(section: Any, base_dir: Path, where: Any) -> dict[str, Any]:
+    """The ``uncertainty:`` section, checked; errors name the file, line and key.
+
+    ```yaml
+    uncertainty:
+      draws: ../models/params/forecast/draws.csv  # parameter draws (sd-model calibrate)
+      n: 200                # use 200 of them (default: all)
+      quantiles: [0.05, 0.25, 0.5, 0.75, 0.95]
+      outputs: [Population, GDP]                  # default: every variable that changes
+      seed: 1               # picks the n draws
+    ```
+    """
+    if section is None:
+        return {}
+    if not isinstance(section, Mapping):
+        raise ScenarioError(
+            f"{where('uncertainty')}: 'uncertainty' must be a mapping with draws: (a parameter "
+            "draws file written by sd-model calibrate), n:, quantiles:, outputs:, seed:."
+        )
+    _check_keys(section, UNCERTAINTY_KEYS, "uncertainty.", where)
+
+    def at(key: str) -> str:
+        line = where(f"uncertainty.{key}")
+        return where("uncertainty") if line == where("") else line
+
+    draws = section.get("draws")
+    if not isinstance(draws, str) or not draws.strip():
+        raise ScenarioError(
+            f"{at('draws')}: uncertainty.draws must be the path of a parameter draws file "
+            "(draws.csv, written by sd-model calibrate), relative to the scenario file."
+        )
+    path = (base_dir / draws).expanduser()
+    if not path.is_file():
+        raise ScenarioError(
+            f"{at('draws')}: uncertainty.draws: file {draws!r} not found (looked for "
+            f"{path.resolve()}; paths are relative to the scenario file). sd-model calibrate "
+            "writes it as draws.csv in its output folder."
+        )
+    out: dict[str, Any] = {"draws": path.resolve()}
+    for key in ("n", "seed"):
+        if key in section:
+            value = section[key]
+            low = 1 if key == "n" else 0
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                what = "a positive integer" if key == "n" else "a non-negative integer"
+                raise ScenarioError(f"{at(key)}: uncertainty.{key} must be {what}, got {value!r}.")
+            out[key] = value
+    quantiles = section.get("quantiles", list(DEFAULT_QUANTILES))
+    numbers = [_number(q) for q in quantiles] if isinstance(quantiles, list) else [None]
+    if not numbers or any(q is None or not 0 < q < 1 for q in numbers):
+        raise ScenarioError(
+            f"{at('quantiles')}: uncertainty.quantiles must be a list of numbers between 0 "
+            f"and 1 (exclusive), e.g. [0.05, 0.5, 0.95]; got {quantiles!r}."
+        )
+    if len(set(numbers)) != len(numbers):
+        raise ScenarioError(f"{at('quantiles')}: uncertainty.quantiles lists a value twice.")
+    out["quantiles"] = tuple(sorted(float(q) for q in numbers if q is not None))
+    outputs = section.get("outputs")
+    if outputs is not None:
+        if isinstance(outputs, str):
+            outputs = [outputs]
+        if not isinstance(outputs, list) or not outputs:
+            raise ScenarioError(
+                f"{at('outputs')}: uncertainty.outputs must be a list of variable names."
+            )
+        if not all(isinstance(o, str) and o.strip() for o in outputs):
+            raise ScenarioError(
+                f"{at('outputs')}: uncertainty.outputs must be a list of variable names."
+            )
+        out["outputs"] = tuple(outputs)
     return out
 
 

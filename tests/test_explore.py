@@ -334,7 +334,7 @@ def test_page_numbers_equal_model_run(kz_setup) -> None:
     assert runner.run(values) is run  # cached
     # The scenario's own run, with its fitted parameters (params_file) and solver.
     scenario = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "equalization.yaml")
-    assert scenario.solver["method"] == setup.solver.method == "RK45"
+    assert scenario.solver["method"] == setup.solver.method == "rk4"
     ds = scenario.run(
         setup.model,
         params={"equalization transfer intensity": 0.55, "abatement investment[Pavlodar]": 40},

@@ -63,8 +63,9 @@ def test_appending_a_year_moves_the_initial_state(rebased):
     start = ds.sel(time=SYNTHETIC)
     data = {
         f: pd.read_csv(rebased / "data" / f"series_{f}.csv", index_col="year").loc[SYNTHETIC]
-        for f in ("population", "grp_real", "employment", "capital", "emissions")
+        for f in ("population", "grp_real", "employment", "emissions")
     }
+    data["capital"] = perpetual_inventory(rebased).loc[SYNTHETIC]
     regions = list(ds.Region.values)
     np.testing.assert_allclose(start.population, data["population"][regions].astype(float))
     np.testing.assert_allclose(start.grp, data["grp_real"][regions].astype(float))
@@ -72,6 +73,30 @@ def test_appending_a_year_moves_the_initial_state(rebased):
     np.testing.assert_allclose(start.capital, data["capital"][regions].astype(float))
     np.testing.assert_allclose(start.emissions, data["emissions"][regions].astype(float))
     assert float(start.base_year) == SYNTHETIC
+
+
+def perpetual_inventory(folder: Path) -> pd.DataFrame:
+    """Capital by the rule the model documents, computed here year by year: K_2010 =
+    mean(I_2010..2012) / (0.04 + 0.045) (Harberger), then K_t = 0.955 K_t-1 + I_t."""
+    inv = pd.read_csv(folder / "data" / "series_investment_nonresource.csv", index_col="year")
+    inv = inv.drop(columns=["unit", "source"]).astype(float)
+    rows = {2010: inv.loc[2010:2012].mean() / (0.04 + 0.045)}
+    for year in inv.index[inv.index > 2010]:
+        rows[year] = 0.955 * rows[year - 1] + inv.loc[year]
+    return pd.DataFrame(rows).T
+
+
+def test_capital_is_the_perpetual_inventory_of_the_investment_data(rebased):
+    # No capital data: the initial capital of any base year, the appended one included,
+    # is the perpetual inventory of the investment series.
+    model = sd_model.load(rebased / "kazakhstan_regions.mdl")
+    expected = perpetual_inventory(rebased)
+    for year in (2010, 2015, 2022, SYNTHETIC):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = model.run(initial_time=year, final_time=year + 1, backend="compiled")
+        capital = ds.capital.isel(time=0).to_pandas()
+        np.testing.assert_allclose(capital, expected.loc[year, capital.index], rtol=1e-12)
 
 
 def test_the_migration_trend_follows_the_new_year(rebased):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -227,4 +228,148 @@ def _outputs(model: Model, outputs: Sequence[str] | None) -> list[Any]:
                 f"outputs: {name!r} is not a variable of the model that changes in time."
             )
         out.append(v)
+    return out
+
+
+def scenario_bands(
+    model: Model,
+    spec: Mapping[str, Any],
+    params: Mapping[str, Any],
+    run_kw: Mapping[str, Any],
+    *,
+    held: set[str] | frozenset[str] = frozenset(),
+    where: str = "uncertainty",
+) -> xr.Dataset:
+    """Bands of one scenario over the draws its ``uncertainty:`` section names.
+
+    Parameters
+    ----------
+    model : Model
+    spec : mapping
+        The checked ``uncertainty:`` section (:class:`sd_model.Scenario`'s
+        ``uncertainty``): ``draws`` (path), optional ``n``, ``quantiles``, ``outputs``,
+        ``seed``.
+    params : mapping
+        The scenario run's overrides; those of drawn parameters give way to the draws.
+    run_kw : mapping
+        The scenario run's :meth:`Model.run` keywords (time, solver, backend).
+    held : set of str
+        Normalised names of drawn parameters to hold at ``params``' value instead.
+    where : str
+        The scenario file and line, for error messages.
+
+    Returns
+    -------
+    xarray.Dataset
+        :func:`forecast_bands` output, with attrs ``draws_file`` and ``draws_kind``.
+    """
+    from sd_model._errors import ScenarioError
+    from sd_model.options import resolve_solver, resolve_time
+    from sd_model.overrides import ParameterError, normalize_name
+
+    path = Path(spec["draws"])
+    table, attrs = read_draws(path, where)
+    sha = attrs.get("model_sha256")
+    if sha and sha != model.sha256:
+        warnings.warn(
+            f"{where}: uncertainty.draws ({path}) are draws of another version of "
+            f"{model.path.name}; refit (sd-model calibrate) to draw for the current model.",
+            SDModelWarning,
+            stacklevel=3,
+        )
+    table = table[[c for c in table.columns if normalize_name(c.split("[")[0]) not in held]]
+    if table.shape[1] == 0:
+        raise ScenarioError(f"{where}: every drawn parameter is held fixed; there are no bands.")
+    drawn = {normalize_name(c.split("[")[0]) for c in table.columns}
+    fixed = {k: v for k, v in params.items() if normalize_name(k.split("[")[0]) not in drawn}
+    rng = np.random.default_rng(spec.get("seed"))
+    n = spec.get("n")
+    if n is not None and n < len(table):
+        table = table.iloc[np.sort(rng.choice(len(table), size=n, replace=False))]
+    time_keys = ("initial_time", "final_time", "time_step", "saveper")
+    solver_keys = ("method", "rtol", "atol", "max_step")
+    time = resolve_time(run_kw.get("time"), **{k: run_kw[k] for k in time_keys if k in run_kw})
+    solver = resolve_solver(
+        model,
+        run_kw.get("solver"),
+        **{k: run_kw[k] for k in solver_keys if k in run_kw},
+        jit=bool(run_kw.get("jit", False)),
+    )
+    try:
+        bands = forecast_bands(
+            model,
+            table,
+            quantiles=spec.get("quantiles", (0.05, 0.25, 0.5, 0.75, 0.95)),
+            outputs=spec.get("outputs"),
+            fixed=fixed,
+            time=time,
+            solver=solver,
+            backend=run_kw.get("backend", "auto"),
+            # One batched evaluation over all draws: the batch is the draws.
+            chunk_size=max(len(table), 1),
+        )
+    except (CalibrationError, ParameterError) as exc:
+        raise ScenarioError(f"{where}: uncertainty ({path}): {exc}") from exc
+    bands.attrs["draws_file"] = str(path)
+    bands.attrs["draws_kind"] = str(attrs.get("kind", ""))
+    return bands
+
+
+def read_draws(path: Path, where: str = "draws") -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Parameter draws from a file, and what is recorded about them.
+
+    ``.csv``: one row per draw, one column per parameter (a ``draw`` column is the label),
+    as ``sd-model calibrate`` writes ``draws.csv``; what they are is then read from the
+    ``draws:`` section of ``params.yaml`` beside it, when there is one. ``.nc``: a
+    ``(chain, draw)`` sample as :func:`sd_model.sample_posterior` writes it (its attrs).
+    """
+    import yaml
+
+    from sd_model._errors import ScenarioError
+
+    try:
+        if path.suffix.lower() == ".csv":
+            table = pd.read_csv(path)
+            table = table.drop(columns=[c for c in table.columns if str(c).strip() == "draw"])
+            if table.empty or not all(pd.api.types.is_numeric_dtype(t) for t in table.dtypes):
+                raise CalibrationError(
+                    "a draws table has one row per draw and one numeric column per parameter."
+                )
+            sidecar = path.parent / "params.yaml"
+            about = yaml.safe_load(sidecar.read_text("utf-8")) if sidecar.is_file() else None
+            attrs = about.get("draws") if isinstance(about, dict) else None
+            if isinstance(attrs, dict) and attrs.get("file") == path.name:
+                return table.astype(float), dict(attrs)
+            return table.astype(float), {}
+        if path.suffix.lower() in (".nc", ".nc4"):
+            with xr.open_dataset(path) as opened:
+                ds = opened.load()
+            return _table(ds)[0], dict(ds.attrs)
+    except (OSError, ValueError, CalibrationError) as exc:
+        raise ScenarioError(f"{where}: uncertainty.draws: cannot read {path}: {exc}") from exc
+    raise ScenarioError(
+        f"{where}: uncertainty.draws: {path.name}: draws are read from .csv (one row per draw) "
+        "or .nc (a posterior sample) files."
+    )
+
+
+def add_bands(ds: xr.Dataset, bands: xr.Dataset) -> xr.Dataset:
+    """The run ``ds`` with each variable of ``bands`` added as ``<name>_band``.
+
+    The central run's variables are unchanged; a band variable has dims ``(quantile,
+    time, *subscripts)`` and attrs ``band_of`` (the variable) and ``n_draws``.
+    """
+    out = ds.copy()
+    for name, da in bands.data_vars.items():
+        band = da.copy()
+        band.attrs = {
+            **da.attrs,
+            "band_of": str(name),
+            "n_draws": int(bands.attrs.get("n_draws", 0)),
+        }
+        out[f"{name}_band"] = band
+    out = out.assign_coords(quantile=bands["quantile"])
+    for key in ("n_draws", "n_failed", "draws_file", "draws_kind", "parameters"):
+        if key in bands.attrs:
+            out.attrs[f"bands_{key}"] = bands.attrs[key]
     return out

@@ -24,12 +24,21 @@ solver: {method: RK45, backend: auto, rtol: 1.0e-8, atol: 1.0e-8}
 confidence: {level: 0.95, method: profile} # profile, payoff or hessian
 posterior: {draws: 1000, tune: 500, walkers: 64}       # optional (or --posterior)
 bands: {quantiles: [0.05, 0.5, 0.95], final: 30}       # optional (or --bands)
+draws:                                     # optional: the parameter draws written to draws.csv
+  n: 1000                                  # draws of the fitted parameters (default 1000; 0: none)
+  unfitted:                                # assumptions the data cannot fit, drawn from these
+    mixing rate: {dist: norm, loc: 0.5, scale: 0.1}
 ```
 
 Priors are ``scipy.stats`` distributions by name with their keyword arguments. The
 command writes ``params.yaml`` (a parameter file for scenario files' ``params_file:``),
 ``fit_report.csv`` and ``fit_report.md``, ``parameters.csv``, ``best_run.nc`` and
-``fit.png``; with a posterior ``posterior.nc``, with bands ``bands.nc`` and ``fan.png``.
+``fit.png``, and ``draws.csv``: parameter draws for a scenario file's ``uncertainty:``
+section (one row per draw: the posterior sample when there is one, else draws from the
+fit's normal approximation, truncated to the bounds), with the ``draws.unfitted``
+parameters drawn independently from their distributions; ``params.yaml``'s ``draws:``
+section says what they are. With a posterior also ``posterior.nc``, with bands
+``bands.nc`` and ``fan.png``.
 """
 
 from __future__ import annotations
@@ -61,6 +70,7 @@ TOP_KEYS = (
     "confidence",
     "posterior",
     "bands",
+    "draws",
     "name",
     "description",
 )
@@ -68,6 +78,7 @@ DATA_KEYS = ("file", "time", "columns", "variable", "ignore", "times")
 OPTION_KEYS = ("popsize", "maxiter", "tol", "polish")
 POSTERIOR_KEYS = ("draws", "tune", "walkers", "method", "kind", "block_length")
 BANDS_KEYS = ("quantiles", "final", "n", "outputs")
+DRAWS_KEYS = ("n", "unfitted")
 TIME_KEYS = {
     "initial": "initial_time",
     "final": "final_time",
@@ -97,6 +108,7 @@ class CalibrationFile:
     confidence: dict[str, Any] = field(default_factory=dict)
     posterior: dict[str, Any] | None = None
     bands: dict[str, Any] | None = None
+    draws: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CalibrationFile:
@@ -146,6 +158,7 @@ class CalibrationFile:
             if "posterior" in doc
             else None,
             bands=_section(doc, "bands", BANDS_KEYS, str(p)) if "bands" in doc else None,
+            draws=_draws(doc, str(p)),
         )
 
 
@@ -190,6 +203,37 @@ def _params(section: Any, where: str) -> tuple[dict[str, tuple[float, float]], d
         else:
             bounds[str(name)] = spec
     return bounds, priors
+
+
+def _draws(doc: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The ``draws:`` section: ``n`` (positive integer) and ``unfitted`` distributions."""
+    section = _section(doc, "draws", DRAWS_KEYS, where)
+    n = section.get("n", 1000)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise CalibrationError(
+            f"{where}: draws.n must be a non-negative integer (0: write no draws), got {n!r}."
+        )
+    unfitted = section.get("unfitted") or {}
+    if not isinstance(unfitted, Mapping):
+        raise CalibrationError(
+            f"{where}: draws.unfitted must map parameter names to distributions, e.g. "
+            "{TFP growth rate: {dist: norm, loc: 0.01, scale: 0.005}}."
+        )
+    params = doc.get("params")
+    fitted = set(params) if isinstance(params, Mapping) else set()
+    for name in unfitted:
+        if name in fitted:
+            raise CalibrationError(
+                f"{where}: draws.unfitted.{name}: {name!r} is fitted (it is in 'params'); "
+                "its draws come from the fit."
+            )
+    return {
+        "n": n,
+        "unfitted": {
+            str(k): prior_from_spec(v, f"{where}: draws.unfitted.{k}") for k, v in unfitted.items()
+        },
+        "specs": {str(k): dict(v) for k, v in unfitted.items()},
+    }
 
 
 def prior_from_spec(spec: Any, where: str) -> Any:

@@ -180,7 +180,11 @@ def _least_squares(
         return np.where(np.isfinite(r), r, _FAILED_RESIDUAL)
 
     def jac(z: np.ndarray) -> np.ndarray:
-        return jacobian(payoff, full(z), scales, idx)
+        # One-sided differences: half the runs of central ones per Jacobian. The trust
+        # region accepts a step only when the residuals themselves improve, so the O(h)
+        # error of the slope changes the path, not the optimum (MINPACK's lmdif does the
+        # same); the covariance keeps central differences.
+        return jacobian(payoff, full(z), scales, idx, central=False)
 
     lo, hi = payoff.lower[idx], payoff.upper[idx]
     start = np.clip(x0[idx], lo, hi)
@@ -209,24 +213,38 @@ def steps(payoff: Payoff, x: np.ndarray) -> np.ndarray:
 
 
 def jacobian(
-    payoff: Payoff, x: np.ndarray, scales: list[float], idx: np.ndarray | None = None
+    payoff: Payoff,
+    x: np.ndarray,
+    scales: list[float],
+    idx: np.ndarray | None = None,
+    *,
+    central: bool = True,
 ) -> np.ndarray:
-    """The residuals' Jacobian at ``x`` over the parameters ``idx``, from one batch."""
+    """The residuals' Jacobian at ``x`` over the parameters ``idx``, from one batch.
+
+    Central differences by default; ``central=False`` takes one-sided differences (one
+    run per parameter instead of two), forward unless the upper bound is in the way.
+    """
     idx = np.arange(len(x)) if idx is None else idx
     h = steps(payoff, x)[idx]
     plus_ok = x[idx] + h <= payoff.upper[idx]
     minus_ok = x[idx] - h >= payoff.lower[idx]
+    signs = (1.0, -1.0) if central else (0.0,)
     points = [x]
     for n, j in enumerate(idx):
-        for sign in (1.0, -1.0):
+        for sign in signs:
             p = x.copy()
-            p[j] += sign * h[n]
+            p[j] += (sign or (1.0 if plus_ok[n] else -1.0)) * h[n]
             points.append(p)
     r = payoff.residuals(np.array(points), scales)
     r = np.where(np.isfinite(r), r, np.nan)
     base = r[0]
     jac = np.empty((r.shape[1], len(idx)))
     for n in range(len(idx)):
+        if not central:
+            other = r[1 + n]
+            jac[:, n] = (other - base) / h[n] if plus_ok[n] else (base - other) / h[n]
+            continue
         up, down = r[1 + 2 * n], r[2 + 2 * n]
         if plus_ok[n] and minus_ok[n]:
             jac[:, n] = (up - down) / (2.0 * h[n])
