@@ -101,6 +101,9 @@ def fit_origin(origin: int, *, seed: int = 1, progress: bool = False) -> Path:
     # The forecast's calibration file with the training window instead of its own.
     doc = yaml.safe_load(CALIBRATION.read_text(encoding="utf-8"))
     doc["model"] = str(HERE / doc["model"])
+    # The forecast's window follows the data (window:, paths relative to the file); the
+    # backtest sets its own window, below and in calibrate(time=...).
+    doc.pop("window", None)
     for item in doc["data"]:
         item["file"] = str(HERE / item["file"])
         item["times"] = [first, last]

@@ -35,6 +35,12 @@ TimeSettings` and :class:`~sd_model.options.SolverOptions` (the keywords of
 ``Model.run``). Older files' spellings are still read: ``time: {initial, final}`` for
 ``initial_time`` and ``final_time``, and a top-level ``save_every:`` (deprecated) for
 ``time.saveper``.
+
+The initial or final time may follow the data instead of naming a year:
+``time: {initial: {latest_year_in: ../models/data/series_*.csv}, final: 2050}`` starts
+the run in the latest year in which every value column of those files has a value (paths
+relative to the scenario file; see :mod:`sd_model.data_years`), so appending a newer
+year to the data re-bases the scenario without editing it.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ import yaml
 
 from sd_model._errors import ScenarioError
 from sd_model.backends import BACKENDS, BackendName
+from sd_model.data_years import DataYearError, is_year_reference, latest_complete_year
 from sd_model.integrate import METHODS, SolverOptions
 from sd_model.options import TimeSettings, resolve_solver
 from sd_model.overrides import normalize_name
@@ -224,7 +231,7 @@ class Scenario:
                 f"{where('model')}: model file {model_value!r} not found "
                 f"(looked for {model.resolve()}; paths are relative to the scenario file)."
             )
-        time = _time_section(data, where)
+        time = _time_section(data, Path(base_dir), where)
         if "time_step" in time and time["time_step"] <= 0:
             raise ScenarioError(f"{where('time.time_step')}: time.time_step must be positive.")
         if "saveper" in time and time["saveper"] <= 0:
@@ -473,8 +480,9 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], prefix: str, 
             )
 
 
-def _time_section(data: Mapping[str, Any], where: Any) -> dict[str, float]:
-    """The ``time:`` section as numbers, keyed by TimeSettings' field names."""
+def _time_section(data: Mapping[str, Any], base_dir: Path, where: Any) -> dict[str, float]:
+    """The ``time:`` section as numbers, keyed by TimeSettings' field names; a year may be
+    a ``{latest_year_in: ...}`` reference to data files (:mod:`sd_model.data_years`)."""
     raw = _section(data, "time", TIME_KEYS + tuple(TIME_ALIASES), where)
     out: dict[str, float] = {}
     for key, value in raw.items():
@@ -484,9 +492,21 @@ def _time_section(data: Mapping[str, Any], where: Any) -> dict[str, float]:
                 f"{where('time.' + key)}: time.{key} and time.{canonical} are the same "
                 "setting; give it once."
             )
+        if canonical in ("initial_time", "final_time") and is_year_reference(value):
+            try:
+                value = latest_complete_year(value, base_dir, f"{where('time.' + key)}: time.{key}")
+            except DataYearError as exc:
+                raise ScenarioError(str(exc)) from exc
         number = _number(value)
         if number is None or not math.isfinite(number):
-            raise ScenarioError(f"{where('time.' + key)}: time.{key} must be a number.")
+            raise ScenarioError(
+                f"{where('time.' + key)}: time.{key} must be a number"
+                + (
+                    " or {latest_year_in: <csv file>}."
+                    if canonical in ("initial_time", "final_time")
+                    else "."
+                )
+            )
         out[canonical] = number
     return out
 

@@ -1,8 +1,8 @@
 """The Kazakhstan model's calibration files, and re-basing on newer data (a data update).
 
 Truths are set by the tests: a synthetic year appended to the data files must become the
-model's initial state when the model starts in that year, and a fit over a window that ends
-in it must follow a jump written into it.
+model's initial state when the model starts in that year, and the unmodified calibration and
+scenario files must move to it (the fitting window ends in it, the scenario starts in it).
 """
 
 from __future__ import annotations
@@ -119,17 +119,45 @@ def test_the_migration_trend_follows_the_new_year(rebased):
     np.testing.assert_allclose(growth, expected, rtol=1e-9)
 
 
+def test_a_scenario_file_starts_in_the_new_year(rebased):
+    # An unmodified copy of the baseline scenario, beside the copy of models/: its
+    # `time: initial` follows the data to the synthetic year.
+    scenarios = rebased.parent / "scenarios"
+    scenarios.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "scenarios" / "baseline.yaml", scenarios / "baseline.yaml")
+    params = rebased / "params" / "forecast"
+    if not params.exists():
+        shutil.copytree(MODELS / "params" / "forecast", params)
+    scenario = sd_model.Scenario.from_yaml(scenarios / "baseline.yaml")
+    assert scenario.time["initial_time"] == SYNTHETIC
+    assert scenario.time["final_time"] == 2050
+    # and today's file starts in the last year of today's data
+    today = sd_model.Scenario.from_yaml(ROOT / "scenarios" / "baseline.yaml")
+    last = pd.read_csv(MODELS / "data" / "series_population.csv")["year"].max()
+    assert today.time["initial_time"] == last == SYNTHETIC - 1
+
+
+def test_the_fitting_window_follows_the_data(rebased):
+    # Today's data end in 2022, the census re-basing year: a window ending there would
+    # hold 2022 alone, so it ends in 2021 (the file's `breaks: [2022]`). With 2023 appended
+    # the window ends in 2023 and starts at the break, never spanning it.
+    today = CalibrationFile.from_yaml(MODELS / "kazakhstan_calibration.yaml")
+    assert (today.time["initial_time"], today.time["final_time"]) == (2015, 2021)
+    moved = CalibrationFile.from_yaml(rebased / "kazakhstan_calibration.yaml")
+    assert (moved.time["initial_time"], moved.time["final_time"]) == (2022, SYNTHETIC)
+    assert isinstance(moved.data, dict)
+    for series in moved.data.values():
+        assert list(series.index) == [2022, SYNTHETIC]
+
+
 @pytest.mark.slow
 def test_one_command_refits_on_the_moved_window(rebased, tmp_path):
-    # The forecast's calibration file, its window moved to end in the new year: the one
-    # command fits and writes the parameter file for the re-based model.
-    doc = yaml.safe_load((rebased / "kazakhstan_calibration.yaml").read_text(encoding="utf-8"))
-    first = SYNTHETIC - 6
-    doc["time"] = {"initial": first, "final": SYNTHETIC}
-    for item in doc["data"]:
-        item["times"] = [first, SYNTHETIC]
-    path = rebased / "moved.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    # The forecast's calibration file as it is (only the data have a new year): the one
+    # command fits on the window that ends in the new year and writes the parameter file
+    # for the re-based model.
+    path = rebased / "kazakhstan_calibration.yaml"
+    assert path.read_text(encoding="utf-8") == (MODELS / path.name).read_text(encoding="utf-8")
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
 
     class Args:
         file = str(path)
@@ -142,6 +170,7 @@ def test_one_command_refits_on_the_moved_window(rebased, tmp_path):
     fitted = yaml.safe_load((tmp_path / "fit" / "params.yaml").read_text())
     assert set(fitted["set"]) == set(doc["params"])
     report = pd.read_csv(tmp_path / "fit" / "fit_report.csv")
-    # The synthetic year is in the fit: every series has its 2017-2023 points (employment
-    # and unemployment without 2015, which is before the window anyway).
-    assert (report["n"] == 7).all()
+    # The synthetic year is in the fit: the window is 2022-2023 (it starts at the census
+    # break), so every series of every region has its two points.
+    assert (report["n"] == 2).all()
+    assert len(report) == 6 * 20

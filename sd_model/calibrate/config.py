@@ -19,7 +19,11 @@ weights: {Infected: 1}
 method: differential_evolution             # or multistart, local
 seed: 1
 options: {popsize: 15, maxiter: 300, tol: 0.01}
-time: {final: 14}
+time: {final: 14}                          # initial/final: a year or {latest_year_in: ...}
+window:                                    # optional: the fitting window, which follows the data
+  final: {latest_year_in: data/*.csv}      # a year, or the latest year with complete data
+  years: 7                                 # at most 7 years, ending in final
+  breaks: [2022]                           # never span a break (sd_model.data_years)
 solver: {method: RK45, backend: auto, rtol: 1.0e-8, atol: 1.0e-8}
 confidence: {level: 0.95, method: profile} # profile, payoff or hessian
 posterior: {draws: 1000, tune: 500, walkers: 64}       # optional (or --posterior)
@@ -29,6 +33,13 @@ draws:                                     # optional: the parameter draws writt
   unfitted:                                # assumptions the data cannot fit, drawn from these
     mixing rate: {dist: norm, loc: 0.5, scale: 0.1}
 ```
+
+A year in ``time:`` and in the data items' ``times:`` may be a reference to the data,
+``{latest_year_in: data/series.csv}``: the latest year in which every value column of
+the file (or of every file of a list or glob) has a value, the paths relative to this
+file. ``window:`` sets ``time: initial`` and ``final`` and the ``times:`` of the data items
+that give none; see :mod:`sd_model.data_years` for its rule. So appending rows for a newer
+year to the data moves the fit without editing this file.
 
 Priors are ``scipy.stats`` distributions by name with their keyword arguments. The
 command writes ``params.yaml`` (a parameter file for scenario files' ``params_file:``),
@@ -54,6 +65,7 @@ import pandas as pd
 import yaml
 
 from sd_model.calibrate.errors import CalibrationError
+from sd_model.data_years import DataYearError, is_year_reference, resolve_window, resolve_year
 
 TOP_KEYS = (
     "model",
@@ -66,6 +78,7 @@ TOP_KEYS = (
     "seed",
     "options",
     "time",
+    "window",
     "solver",
     "confidence",
     "posterior",
@@ -133,13 +146,17 @@ class CalibrationFile:
                 f"{model.resolve()}; paths are relative to this file)."
             )
         params, priors = _params(doc["params"], str(p))
+        try:
+            time, window = _time(doc, p)
+        except DataYearError as exc:
+            raise CalibrationError(str(exc)) from exc
         seed = doc.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise CalibrationError(f"{p}: seed must be an integer, got {seed!r}.")
         return cls(
             source=p,
             model=model.resolve(),
-            data=_data(doc["data"], p.parent, str(p)),
+            data=_data(doc["data"], p.parent, str(p), window),
             params=params,
             priors=priors,
             fixed=dict(_mapping(doc, "fixed", str(p))),
@@ -148,10 +165,7 @@ class CalibrationFile:
             method=str(doc.get("method", "differential_evolution")),
             seed=seed,
             options=_section(doc, "options", OPTION_KEYS, str(p)),
-            time={
-                TIME_KEYS[k]: float(v)
-                for k, v in _section(doc, "time", tuple(TIME_KEYS), str(p)).items()
-            },
+            time=time,
             solver=_section(doc, "solver", SOLVER_KEYS, str(p)),
             confidence=_section(doc, "confidence", ("level", "method"), str(p)),
             posterior=_section(doc, "posterior", POSTERIOR_KEYS, str(p))
@@ -160,6 +174,29 @@ class CalibrationFile:
             bands=_section(doc, "bands", BANDS_KEYS, str(p)) if "bands" in doc else None,
             draws=_draws(doc, str(p)),
         )
+
+
+def _time(doc: Mapping[str, Any], p: Path) -> tuple[dict[str, float], tuple[int, int] | None]:
+    """The ``time:`` section (years resolved from the data) and the ``window:``, if any."""
+    where = str(p)
+    section = _section(doc, "time", tuple(TIME_KEYS), where)
+    time: dict[str, float] = {}
+    for key, value in section.items():
+        if key in ("initial", "final") and is_year_reference(value):
+            time[TIME_KEYS[key]] = float(resolve_year(value, p.parent, f"{where}: time.{key}"))
+        else:
+            time[TIME_KEYS[key]] = number(value, f"{where}: time.{key}")
+    if "window" not in doc:
+        return time, None
+    both = [k for k in ("initial", "final") if k in section]
+    if both:
+        raise CalibrationError(
+            f"{where}: time.{both[0]} and window: both set the fitting window; "
+            f"remove time.{both[0]} (window: sets time: initial and final)."
+        )
+    first, last = resolve_window(doc["window"], p.parent, where)
+    time["initial_time"], time["final_time"] = float(first), float(last)
+    return time, (first, last)
 
 
 def _keys(doc: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -258,7 +295,9 @@ def prior_from_spec(spec: Any, where: str) -> Any:
     return frozen
 
 
-def _data(section: Any, base: Path, where: str) -> pd.DataFrame | dict[str, pd.Series]:
+def _data(
+    section: Any, base: Path, where: str, window: tuple[int, int] | None = None
+) -> pd.DataFrame | dict[str, pd.Series]:
     items = section if isinstance(section, list) else [section]
     frames: list[pd.DataFrame] = []
     series: dict[str, pd.Series] = {}
@@ -277,7 +316,8 @@ def _data(section: Any, base: Path, where: str) -> pd.DataFrame | dict[str, pd.S
                 f"{label}: {path.name} has no time column {time!r} (columns: "
                 f"{', '.join(map(str, df.columns))})."
             )
-        df = _window(df, time, item.get("times"), label)
+        times = item.get("times", None if window is None else list(window))
+        df = _window(df, time, times, label, base)
         columns = item.get("columns")
         if item.get("variable") is not None:
             if columns is not None:
@@ -302,13 +342,22 @@ def _data(section: Any, base: Path, where: str) -> pd.DataFrame | dict[str, pd.S
     return pd.concat(frames, ignore_index=True) if frames else series
 
 
-def _window(df: pd.DataFrame, time: str, times: Any, label: str) -> pd.DataFrame:
-    """Rows with ``times[0] <= time <= times[1]`` (all rows when ``times`` is None)."""
+def _window(df: pd.DataFrame, time: str, times: Any, label: str, base: Path) -> pd.DataFrame:
+    """Rows with ``times[0] <= time <= times[1]`` (all rows when ``times`` is None); either
+    bound may be a ``{latest_year_in: ...}`` reference."""
     if times is None:
         return df
     if not isinstance(times, list) or len(times) != 2:
         raise CalibrationError(f"{label}: 'times' must be [first, last], got {times!r}.")
-    lo, hi = (number(t, f"{label}: times") for t in times)
+    try:
+        lo, hi = (
+            float(resolve_year(t, base, f"{label}: times"))
+            if is_year_reference(t)
+            else number(t, f"{label}: times")
+            for t in times
+        )
+    except DataYearError as exc:
+        raise CalibrationError(str(exc)) from exc
     t = pd.to_numeric(df[time], errors="coerce")
     return df[(t >= lo) & (t <= hi)]
 
