@@ -3,7 +3,8 @@
 The generated stand-ins (``benchmarks/models/generate.py``) are what the speed work is
 measured on; a model PySD and the compiled backend disagree on would make its ratios
 meaningless. The small ones are checked here against PySD's own run (Euler, as the files
-declare); the large ones share the same building blocks.
+declare); the large ones share the same building blocks. The table helpers of
+``benchmarks/bench_corpus.py`` are checked on made-up rows.
 """
 
 from __future__ import annotations
@@ -88,3 +89,58 @@ def test_both_backends_agree_under_euler(generate: ModuleType, tmp_path: Path, t
     assert {"IntegStructure", "LookupsStructure"} <= kinds
     assert kinds & {"SmoothStructure", "SmoothNStructure"}
     assert kinds & {"DelayStructure", "DelayNStructure"}
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    path = GENERATOR.parent.parent / "bench_corpus.py"
+    spec = importlib.util.spec_from_file_location("bench_corpus_script", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tier_sequence_counts_consecutive_runs(bench: ModuleType) -> None:
+    assert bench.tier_sequence(["python"] * 3) == "3 python"
+    assert bench.tier_sequence(["python", "python", "c", "c", "c"]) == "2 python, then 3 c"
+
+
+def test_table_has_one_cell_per_column(bench: ModuleType) -> None:
+    measured = {
+        "model": "m.mdl",
+        "variables": 4,
+        "steps": 240,
+        "pysd_s": 0.1,
+        "run_s": 0.2,
+        "run_tier": "c",
+        "run_tiers": "3 python, then 17 c",
+        "jit_first_s": 10.0,
+        "jit_s": 0.01,
+        "c_first_s": 0.5,
+        "c_s": 0.001,
+        "batch_s": 0.1,
+        "batch_tier": "c",
+        "max_rel_diff": 0.0,
+    }
+    no_c = {
+        **measured,
+        "model": "n.mdl",
+        "run_tier": "python",
+        "run_tiers": "20 python",
+        "run_tier_note": "c: the C tier does not cover X",
+        "c_first_s": None,
+        "c_s": None,
+        "c": "not used (the C tier does not cover X); ran on python",
+    }
+    text = bench.table(
+        [("src", measured), ("src", no_c), ("src", {"model": "s.mdl", "skip": "why"})], "# T"
+    )
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 5  # header, two models, median, worst
+    assert len({line.count("|") for line in rows}) == 1
+    assert "| **0.50x** (200.0 ms) | c (3 python, then 17 c) |" in text
+    assert "- n.mdl: c: the C tier does not cover X" in text
+    assert "- s.mdl (src): why" in text
+    assert bench.ratios(measured)["c_warm"] == pytest.approx(100.0)
