@@ -13,6 +13,7 @@ Only generated identifiers and numeric literals appear in the source.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,19 +281,7 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
     except Cycle as cycle:
         raise _cycle_error(prog, cycle.cycle, phase) from None
     state_sfs = [sf for sf in sfs if KINDS[sf.kind].has_state]
-    # what the derivative needs
-    roots: set[int] = set()
-    for sf in state_sfs:
-        roots |= sf.ddt_refs
-        roots.add(sf.element)
-    need: set[int] = set()
-    todo = [r for r in roots if r in dynamic]
-    while todo:
-        r = todo.pop()
-        if r in need:
-            continue
-        need.add(r)
-        todo.extend(d for d in dyn_deps[r] if d in dynamic and d not in need)
+    need = derivative_needs(prog, frozenset(dynamic), dyn_deps)
     overridable = {e.index for e in els if e.kind != "lookup" and e.index not in dynamic}
     srcs = {e.index: [expr_src(c.expr) for c in e.components] for e in els}
     args = {sf.index: {role: expr_src(x) for role, x in sf.args.items()} for sf in sfs}
@@ -360,3 +349,28 @@ def generate(prog: Program, forced: frozenset[int]) -> Code:
         for bp in prog.breakpoints
     )
     return Code(init_src, rhs_src, obs_src, code, frozenset(dynamic), obs_names, bp_args)
+
+
+def derivative_needs(
+    prog: Program, dynamic: frozenset[int], deps: Mapping[int, set[int]]
+) -> set[int]:
+    """Time-dependent elements the derivatives (and Euler steps) read.
+
+    The stocks' rates and the stocks themselves, with everything time-dependent they
+    depend on: the elements a right-hand side computes (the others are only observed).
+    Every emitter of a derivative or a whole run uses this one set.
+    """
+    roots: set[int] = set()
+    for sf in prog.statefuls:
+        if KINDS[sf.kind].has_state:
+            roots |= sf.ddt_refs
+            roots.add(sf.element)
+    need: set[int] = set()
+    todo = [r for r in roots if r in dynamic]
+    while todo:
+        r = todo.pop()
+        if r in need:
+            continue
+        need.add(r)
+        todo.extend(d for d in deps[r] if d in dynamic and d not in need)
+    return need

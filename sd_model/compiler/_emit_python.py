@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from sd_model.compiler import _lowered as lw
+from sd_model.compiler._emit_numpy import derivative_needs
 from sd_model.compiler._lowered import BINARY, COMPARISONS, Ctx, Expr, Program, num
 
 #: When the Python path pays (measured on this repository's 2-core machine, warm runs,
@@ -559,26 +560,6 @@ def _dynamic_order(prog: Program, dynamic: frozenset[int]) -> list[int]:
     )
 
 
-def _needed(prog: Program, dynamic: frozenset[int], deps: Mapping[int, set[int]]) -> set[int]:
-    """Time-dependent elements the derivatives (and Euler steps) read, as _emit_numpy."""
-    from sd_model.compiler._statefuls import KINDS
-
-    roots: set[int] = set()
-    for sf in prog.statefuls:
-        if KINDS[sf.kind].has_state:
-            roots |= sf.ddt_refs
-            roots.add(sf.element)
-    need: set[int] = set()
-    todo = [r for r in roots if r in dynamic]
-    while todo:
-        r = todo.pop()
-        if r in need:
-            continue
-        need.add(r)
-        todo.extend(d for d in deps[r] if d in dynamic and d not in need)
-    return need
-
-
 def count_cells(prog: Program, dynamic: frozenset[int], n_state: int) -> int:
     """State entries plus cells of time-dependent variables: what the function unrolls."""
     return n_state + sum(math.prod(e.shape) for e in prog.elements if e.index in dynamic)
@@ -659,7 +640,7 @@ def generate_python(
     em = _Emitter(prog, dynamic, blocks)
     deps = lw.dynamic_deps(prog)
     order = _dynamic_order(prog, dynamic)
-    need = _needed(prog, dynamic, deps)
+    need = derivative_needs(prog, dynamic, deps)
     state_sfs = [sf for sf in prog.statefuls if sf.index in blocks]
     ind = "        "
     uncovered: list[str] = []
