@@ -117,6 +117,19 @@ def best_of(fn: Callable[[], Any], *, budget: float, max_runs: int, first: float
     return min(times)
 
 
+def copy_for_pysd(path: pathlib.Path, work: pathlib.Path) -> pathlib.Path:
+    """The model copied to ``work/pysd`` with what it reads (PySD's read_vensim writes
+    its translation next to the model: never beside the shared corpus)."""
+    copy_dir = work / "pysd"
+    if path.parent == KAZAKHSTAN.parent:
+        copy_dir.mkdir()
+        shutil.copytree(path.parent / "data", copy_dir / "data")
+        shutil.copy(path, copy_dir / path.name)
+    else:
+        shutil.copytree(path.parent, copy_dir)
+    return copy_dir / path.name
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()
@@ -208,18 +221,11 @@ def measure(
         row["first_run_s"] = t_first
         first_ds = ds
 
-        # PySD on a copy of the model's folder: read_vensim writes next to the file.
-        copy_dir = work / "pysd"
-        if path.parent == KAZAKHSTAN.parent:
-            copy_dir.mkdir()
-            shutil.copytree(path.parent / "data", copy_dir / "data")
-            shutil.copy(path, copy_dir / path.name)
-        else:
-            shutil.copytree(path.parent, copy_dir)
+        copy = copy_for_pysd(path, work)
         reader = pysd.read_vensim if path.suffix == ".mdl" else pysd.read_xmile
         try:
             with time_limit(2 * pysd_limit):
-                pm = reader(str(copy_dir / path.name))
+                pm = reader(str(copy))
         except Timeout:
             row["skip"] = f"PySD's read_vensim/read_xmile took over {2 * pysd_limit:g} s"
             return row

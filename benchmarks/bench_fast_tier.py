@@ -67,7 +67,7 @@ BATCH = 100
 
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "models"))
-from bench_corpus import Timeout, best_of, time_limit  # noqa: E402
+from bench_corpus import Timeout, best_of, copy_for_pysd, time_limit  # noqa: E402
 from generate import write_corpus  # noqa: E402
 
 
@@ -75,17 +75,11 @@ def _pysd_time(path: pathlib.Path, work: pathlib.Path, limit: float) -> tuple[fl
     """PySD's ``run()`` on a copy of the model's folder (best of up to 3), or why not."""
     import pysd
 
-    copy_dir = work / "pysd"
-    if path == KAZAKHSTAN:
-        copy_dir.mkdir()
-        shutil.copytree(path.parent / "data", copy_dir / "data")
-        shutil.copy(path, copy_dir / path.name)
-    else:
-        shutil.copytree(path.parent, copy_dir)
+    copy = copy_for_pysd(path, work)
     reader = pysd.read_vensim if path.suffix == ".mdl" else pysd.read_xmile
     try:
         with time_limit(2 * limit):
-            pm = reader(str(copy_dir / path.name))
+            pm = reader(str(copy))
         with time_limit(limit):
             t0 = time.perf_counter()
             pm.run()
