@@ -62,6 +62,10 @@ SERIES = {
     "national real GDP growth": ("gdp", "series_grp_real.csv", "growth"),
 }
 BENCHMARKS = ("no change", "own trend", "national trend")
+# Candidate spans of the migration trend (years of population change before the base year)
+# and the census re-basing no span may cross (the model's `census rebasing year`).
+MIGRATION_WINDOWS = (1, 2, 3)
+CENSUS_YEAR = 2022
 MARKERS = ("<!-- BEGIN BACKTEST -->", "<!-- END BACKTEST -->")
 
 
@@ -176,6 +180,42 @@ def _trend(hist: pd.Series, origin: int, h: int, kind: str) -> float:
     return float(last + (last - y0) / span * h)
 
 
+def inner_window_choice(
+    last_year: int,
+    windows: tuple[int, ...] = MIGRATION_WINDOWS,
+    population: pd.DataFrame | None = None,
+) -> tuple[int, dict[int, float]]:
+    """The span of the population-growth trend that forecast best on the data to ``last_year``.
+
+    An inner rolling-origin backtest that sees no data after ``last_year``: from every inner
+    origin with enough years before it for the longest window, each region's population is
+    extrapolated at its growth rate over the last ``w`` years (the compound form of the model's
+    migration trend plus natural increase) to every horizon up to ``HORIZON`` that is not after
+    ``last_year``. No window or target crosses the census re-basing. The window with the
+    lowest MAPE, pooled over regions, inner origins and horizons, wins (the shorter on a tie).
+
+    ``population`` (year x region) replaces the observed series. Returns the chosen window and
+    every window's MAPE in percent (NaN: no inner forecast).
+    """
+    pop = (observed("population") if population is None else population).loc[:last_year]
+    first, longest = int(pop.index.min()), max(windows)
+    errors: dict[int, list[float]] = {w: [] for w in windows}
+    for origin in range(first + longest, last_year):
+        for h in range(1, HORIZON + 1):
+            target = origin + h
+            if target > last_year or origin - longest < CENSUS_YEAR <= target:
+                continue
+            actual = pop.loc[target]
+            for w in windows:
+                forecast = pop.loc[origin] * (pop.loc[origin] / pop.loc[origin - w]) ** (h / w)
+                errors[w].extend((100 * (forecast - actual).abs() / actual).tolist())
+    mape = {w: float(np.mean(e)) if e else float("nan") for w, e in errors.items()}
+    scored = [w for w in windows if np.isfinite(mape[w])]
+    if not scored:
+        raise ValueError(f"no inner forecast can be scored on the population data to {last_year}")
+    return min(scored, key=lambda w: (mape[w], w)), mape
+
+
 def benchmark_forecasts(origins=ORIGINS) -> pd.DataFrame:
     """The naive forecasts (tidy table, as :func:`model_forecasts`)."""
     rows = []
@@ -239,8 +279,14 @@ def backtest_table(origins=ORIGINS) -> pd.DataFrame:
     return scores(pd.concat([model_forecasts(origins), benchmark_forecasts(origins)]))
 
 
-def markdown(table: pd.DataFrame) -> str:
-    """The README table: one row per series and method, MAPE and MASE per horizon."""
+def window_choices(origins=ORIGINS) -> dict[int, tuple[int, dict[int, float]]]:
+    """:func:`inner_window_choice` at every origin."""
+    return {origin: inner_window_choice(origin) for origin in origins}
+
+
+def markdown(table: pd.DataFrame, choices: dict[int, tuple[int, dict[int, float]]]) -> str:
+    """The README table (one row per series and method, MAPE and MASE per horizon) and the
+    migration windows the inner backtests chose."""
     lines = [
         f"Origins {ORIGINS[0]}-{ORIGINS[-1]}, horizons 1-{HORIZON} years; mean over regions "
         "and origins (n = forecasts scored per horizon). Model: fitted on the "
@@ -260,6 +306,19 @@ def markdown(table: pd.DataFrame) -> str:
             mase = " | ".join(f"{r.loc[h, 'mase']:.2f}" for h in range(1, HORIZON + 1))
             n = "/".join(str(int(r.loc[h, "n"])) for h in range(1, HORIZON + 1))
             lines.append(f"| {name} | {method} | {n} | {mape} | {mase} |")
+    lines += [
+        "",
+        "Migration trend window chosen by the inner backtest on the population data to each "
+        "origin (`inner_window_choice`; MAPE % of the windows of "
+        + "/".join(str(w) for w in MIGRATION_WINDOWS)
+        + " years):",
+        "",
+        "| origin | chosen | inner MAPE |",
+        "|---|---|---|",
+    ]
+    for origin, (chosen, inner) in choices.items():
+        scores = " / ".join(f"{inner[w]:.3f}" for w in MIGRATION_WINDOWS)
+        lines.append(f"| {origin} | {chosen} | {scores} |")
     return "\n".join(lines) + "\n"
 
 
@@ -282,7 +341,7 @@ def main() -> None:
     if args.refit:
         for origin in ORIGINS:
             print(f"wrote {fit_origin(origin)}")
-    body = markdown(backtest_table())
+    body = markdown(backtest_table(), window_choices())
     update_readme(body)
     print(body)
 

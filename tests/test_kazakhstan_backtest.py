@@ -62,6 +62,50 @@ def test_naive_forecasts_follow_their_definitions(bt):
 def test_readme_table_is_regenerated_from_the_current_model(bt):
     table = bt.backtest_table()
     text = (ROOT / "models" / "README.md").read_text(encoding="utf-8")
-    assert bt.readme_block(text) == bt.markdown(table), (
+    assert bt.readme_block(text) == bt.markdown(table, bt.window_choices()), (
         "models/README.md backtest table is stale: run python models/kazakhstan_backtest.py"
     )
+
+
+def test_inner_window_choice_follows_the_data(bt):
+    # Growth rates that wander (a random walk): the last year's growth forecasts best.
+    # Growth that is steady under year-to-year noise in the level: a longer span does.
+    rng = np.random.default_rng(3)
+    years = np.arange(2010, 2023)
+    walk = 0.02 + np.cumsum(rng.normal(0, 0.01, (len(years), 8)), axis=0)
+    wandering = pd.DataFrame(1e6 * np.exp(np.cumsum(walk, axis=0)), index=years)
+    steady = pd.DataFrame(
+        1e6 * np.exp(0.02 * (years - 2010)[:, None] + rng.normal(0, 0.01, (len(years), 8))),
+        index=years,
+    )
+    assert bt.inner_window_choice(2021, population=wandering)[0] == 1
+    assert bt.inner_window_choice(2021, population=steady)[0] == 3
+    # Only data to the last year is used: a change after it does not move the choice.
+    later = wandering.copy()
+    later.loc[2020:] *= 5.0
+    assert bt.inner_window_choice(2019, population=later) == bt.inner_window_choice(
+        2019, population=wandering
+    )
+    # Nothing to score before the longest window has an inner origin.
+    with pytest.raises(ValueError, match="no inner forecast"):
+        bt.inner_window_choice(2013, population=steady)
+
+
+def test_the_model_uses_the_migration_window_the_inner_backtest_chooses(bt):
+    # At every backtest origin and for the forecast (its window ends the year before the
+    # census re-basing of the base year 2022), the data to the window's end choose the span
+    # the model's migration trend uses.
+    import warnings
+
+    import sd_model
+
+    model = sd_model.load(ROOT / "models" / "kazakhstan_regions.mdl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = model.run(initial_time=2022, final_time=2023, backend="compiled")
+    start = ds.isel(time=0)
+    assert float(start.trend_window_end) == bt.CENSUS_YEAR - 1
+    used = int(start.migration_trend_years)
+    for last_year in (*bt.ORIGINS, int(start.trend_window_end)):
+        chosen, mape = bt.inner_window_choice(last_year)
+        assert chosen == used, (last_year, mape)
