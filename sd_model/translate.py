@@ -15,6 +15,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -50,6 +51,74 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg) if xdg else Path.home() / ".cache"
     return base / "sd_model"
+
+
+def code_cache_folder(name: str) -> Path | None:
+    """``<cache dir>/<name>``, a folder only the user can enter, for compiled code.
+
+    Compiled C libraries and numba kernels are native code that runs when it is loaded, so
+    no one else may be able to write anything below the folder they are loaded from. The
+    folder is created with mode 0700. One that belongs to the user but that others could
+    enter (made by an earlier version or under a shared umask) may hold code written by
+    someone else: it is emptied (it is only a cache) and made private. One that belongs to
+    someone else (a team's shared cache), or is not a folder, is not used: callers then
+    build in a private temporary folder or in memory, and a warning (once per folder and
+    process) names the folder and the fix. Returns None then, or without a writable folder.
+    """
+    root = default_cache_dir().expanduser()
+    folder = root / name
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    if not hasattr(os, "geteuid"):  # no user ids (Windows): the user's profile protects it
+        return folder if os.access(folder, os.W_OK) else None
+    try:
+        st = folder.lstat()
+        if not stat.S_ISDIR(st.st_mode):
+            why = "it is not a folder (a link?)"
+        elif st.st_uid != os.geteuid():
+            why = f"it belongs to another user (uid {st.st_uid})"
+        else:
+            why = ""
+            if st.st_mode & 0o077:
+                for entry in folder.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+                folder.chmod(0o700)
+    except OSError as exc:
+        why = f"it could not be made private ({exc.strerror or exc})"
+    if not why:
+        return folder
+    if str(folder) not in _WARNED_UNTRUSTED:
+        _WARNED_UNTRUSTED.add(str(folder))
+        warnings.warn(
+            f"sd_model does not load compiled code from {folder}: {why}. Compiled models are "
+            "built per process instead (slower). Remove the folder, or set SD_MODEL_CACHE to "
+            "a folder of your own.",
+            stacklevel=3,
+        )
+    return None
+
+
+_WARNED_UNTRUSTED: set[str] = set()
+
+
+def written_by_someone_else(path: Path) -> str:
+    """Why ``path`` may have been written by another user ('' when it is the user's or
+    root's file). Always '' where the platform has no user ids (Windows)."""
+    if not hasattr(os, "geteuid"):
+        return ""
+    try:
+        uid = path.lstat().st_uid
+    except OSError as exc:
+        return f"it cannot be checked ({exc.strerror or exc})"
+    if uid not in (os.geteuid(), 0):
+        return f"it belongs to another user (uid {uid})"
+    return ""
 
 
 def check_model_path(path: str | os.PathLike[str]) -> Path:

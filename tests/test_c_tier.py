@@ -9,9 +9,12 @@ names and comments are C source is checked not to reach the generated code.
 
 from __future__ import annotations
 
+import os
 import pathlib
 import stat
+import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -586,3 +589,115 @@ def test_float_literals_round_trip() -> None:
         assert float(_emit_c.cnum(x)) == x
     assert _emit_c.cnum(float("nan")) == "NAN"
     assert _emit_c.cnum(float("-inf")) == "(-INFINITY)"
+
+
+# ---------------------------------------------------------------------------- cache trust
+_PLANTED_C = """
+#include <stdio.h>
+__attribute__((constructor)) static void planted(void) {
+    FILE *f = fopen("%s", "w");
+    if (f) { fputs("ran", f); fclose(f); }
+}
+long long sd_abi(void) { return %d; }
+"""
+
+
+def _plant(path: pathlib.Path, marker: pathlib.Path) -> None:
+    """A library at ``path`` whose loading writes ``marker`` (what an attacker would plant)."""
+    src = path.with_name("planted.c")
+    src.write_text(_PLANTED_C % (marker, _emit_c.SD_ABI))
+    cc, _ = _cbuild.find_compiler()
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(path), str(src)], check=True)
+    src.unlink()
+
+
+def _library_path(cm: CompiledModel, cache: pathlib.Path) -> pathlib.Path:
+    system = cm.system([{}], cm.default_grid())
+    src = _cbuild.c_source(cm._program, system.code.dynamic, system.code.obs_names)
+    assert isinstance(src, _emit_c.CSource)
+    key = _cbuild.library_key(src, _cbuild.find_compiler())
+    return cache / "c" / f"sdc_{key}.so"
+
+
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="giving files away needs root"
+)
+
+
+@needs_cc
+@needs_root
+def test_a_library_of_another_user_is_never_loaded(
+    new_process: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cm = _compile(HERE / "models" / "decay.mdl")
+    path = _library_path(cm, new_process)
+    path.parent.mkdir(parents=True, mode=0o700)
+    marker = tmp_path / "planted-code-ran"
+    _plant(path, marker)
+    os.chown(path, 4321, 4321)
+    got = cm.system([{}], cm.default_grid()).run_c("euler")
+    assert not marker.exists(), "another user's library was loaded"
+    # it was replaced by the user's own build, which gives NumPy's numbers
+    assert got is not None
+    _assert_same(got, _numpy_run(cm, [{}], "euler", monkeypatch))
+    assert path.stat().st_uid == os.geteuid()
+
+
+@needs_cc
+def test_a_cache_folder_others_could_write_is_emptied_and_made_private(
+    new_process: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cm = _compile(HERE / "models" / "decay.mdl")
+    path = _library_path(cm, new_process)
+    path.parent.mkdir(parents=True)
+    marker = tmp_path / "planted-code-ran"
+    _plant(path, marker)  # the user's own file, but in a folder anyone could write to
+    path.parent.chmod(0o777)
+    got = cm.system([{}], cm.default_grid()).run_c("euler")
+    assert not marker.exists(), "code was loaded from a folder others could write"
+    assert got is not None
+    _assert_same(got, _numpy_run(cm, [{}], "euler", monkeypatch))
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # the user's own build
+
+
+@needs_cc
+@needs_root
+def test_a_cache_folder_of_another_user_is_not_used(
+    new_process: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sd_model import translate
+
+    monkeypatch.setattr(translate, "_WARNED_UNTRUSTED", set())
+    cm = _compile(HERE / "models" / "decay.mdl")
+    path = _library_path(cm, new_process)
+    path.parent.mkdir(parents=True, mode=0o700)
+    marker = tmp_path / "planted-code-ran"
+    _plant(path, marker)
+    os.chown(path, 4321, 4321)
+    os.chown(path.parent, 4321, 4321)
+    with pytest.warns(UserWarning, match=r"does not load compiled code from .*another user"):
+        got = cm.system([{}], cm.default_grid()).run_c("euler")
+    assert not marker.exists(), "code was loaded from another user's folder"
+    assert got is not None  # built in a private temporary folder instead
+    _assert_same(got, _numpy_run(cm, [{}], "euler", monkeypatch))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # left alone
+
+
+@needs_cc
+def test_a_killed_compile_leaves_no_files_behind_for_long(
+    new_process: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = new_process / "c"
+    folder.mkdir(parents=True, mode=0o700)
+    old = [folder / "sdc_0123.77.88.c", folder / "sdc_0123.77.88.so.tmp"]
+    fresh = folder / "sdc_4567.99.11.so.tmp"  # another process compiling right now
+    for p in (*old, fresh):
+        p.write_text("partial")
+    two_hours_ago = time.time() - 7200
+    for p in old:
+        os.utime(p, (two_hours_ago, two_hours_ago))
+    cm = _compile(HERE / "models" / "decay.mdl")
+    assert cm.system([{}], cm.default_grid()).run_c("euler") is not None
+    assert not any(p.exists() for p in old)
+    assert fresh.exists()

@@ -80,3 +80,26 @@ def test_uncovered_cases_fall_back(tmp_path: pathlib.Path) -> None:
     # a constant replaced by a time series stays on the NumPy path
     series = pd.Series([1.0, 2.0], index=[0.0, 3.0])
     assert cm.system([{"c": series}], cm.default_grid()).run_euler() is None
+
+
+def test_an_edited_kernel_module_is_written_again_before_it_runs(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Importing the cached kernel module runs it: a module that is not the generated one
+    # (edited by someone, or truncated) must never be imported as it is.
+    import sys
+
+    monkeypatch.setenv("SD_MODEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_kernel, "_KERNEL_CACHE", {})
+    cm = _compile(REPO / "tests" / "models" / "decay.mdl")
+    _assert_same(cm, [{}])
+    (module,) = (tmp_path / "cache" / "kernels").glob("sdk_*.py")
+    generated = module.read_text()
+    marker = tmp_path / "edited-module-ran"
+    module.write_text(f"open({str(marker)!r}, 'w').write('ran')\n" + generated)
+    monkeypatch.setattr(_kernel, "_KERNEL_CACHE", {})
+    for name in [n for n in sys.modules if n.startswith("sd_model_kernel_")]:
+        monkeypatch.delitem(sys.modules, name)
+    _assert_same(cm, [{}])
+    assert not marker.exists()
+    assert module.read_text() == generated

@@ -8,9 +8,13 @@ arrays by pointer.
 Libraries are cached under ``<cache dir>/c`` (:func:`sd_model.translate.default_cache_dir`),
 named by a hash of the source, the compiler's path and version and the flags; a library
 is compiled under a temporary name and renamed into place, so concurrent processes never
-load a half-written file. A compiler error is remembered in ``sdc_<hash>.failed`` beside
-it: later processes read the note instead of compiling again. Without a writable cache
-folder libraries are built in a temporary folder, once per process.
+load a half-written file. Loading a library runs its code, so the folder is private to the
+user (:func:`sd_model.translate.code_cache_folder`) and a library must be the user's own;
+otherwise libraries are built per process in a private temporary folder. Temporary files
+older than an hour (a compile killed midway) are removed by the next compile. A compiler
+error is remembered in ``sdc_<hash>.failed`` beside it: later processes read the note
+instead of compiling again. Without a writable cache folder libraries are built in a
+temporary folder, once per process.
 
 Tiering (:func:`library`): a cached library is used at once. Otherwise the run waits
 for the compiler only when the estimated time of the default path (plain Python for one
@@ -138,14 +142,28 @@ def find_compiler() -> tuple[str, str]:
 
 
 def _cache_folder() -> pathlib.Path | None:
-    from sd_model.translate import default_cache_dir
+    from sd_model.translate import code_cache_folder
 
-    try:
-        folder = default_cache_dir() / "c"
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return folder if os.access(folder, os.W_OK) else None
+    return code_cache_folder("c")
+
+
+# A compile in progress keeps its temporary files at most the compiler's time limit
+# (10 minutes); older ones were left by a process that was killed while compiling.
+_STALE_S = 3600.0
+
+
+def _sweep_stale(folder: pathlib.Path) -> None:
+    """Remove the temporary files of compiles killed before they could clean up."""
+    import time
+
+    cutoff = time.time() - _STALE_S
+    for pattern in ("sdc_*.c", "sdc_*.tmp"):
+        for path in folder.glob(pattern):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass  # another process removed or renamed it first
 
 
 def library_key(src: CSource, cc: tuple[str, str]) -> str:
@@ -227,7 +245,7 @@ def library(src: CSource, *, run_seconds: float) -> Tier:
     folder = _cache_folder()
     path = _BUILT.get(key) or (folder / f"sdc_{key}.so" if folder is not None else None)
     if pending is None and path is not None:
-        if path.exists():
+        if path.exists() and _replace_untrusted(path):
             return _load(key, path)
         failed = path.with_suffix(".failed")
         if failed.exists():
@@ -301,6 +319,8 @@ def _build(key: str, src: CSource, cc: tuple[str, str], folder: pathlib.Path | N
         where = (
             folder if folder is not None else pathlib.Path(tempfile.mkdtemp(prefix="sd_model_c_"))
         )
+        if persist:
+            _sweep_stale(where)
         stem = f"sdc_{key}.{os.getpid()}.{threading.get_ident()}"
         c_file = where / f"{stem}.c"
         tmp_lib = where / f"{stem}.so.tmp"
@@ -350,7 +370,30 @@ def _first_error(stderr: str) -> str:
     return (lines[0] if lines else stderr.strip().splitlines()[0] if stderr.strip() else "")[:300]
 
 
+def _replace_untrusted(path: pathlib.Path) -> bool:
+    """False when ``path`` was removed because another user wrote it.
+
+    The folder is the user's own and private (:func:`_cache_folder`): such a file was put
+    there by root (or by a mistake); it is removed and compiled again.
+    """
+    from sd_model.translate import written_by_someone_else
+
+    if not written_by_someone_else(path):
+        return True
+    try:
+        path.unlink()
+    except OSError:
+        return True  # still there: _load refuses it, naming why
+    return False
+
+
 def _load(key: str, path: pathlib.Path) -> Tier:
+    from sd_model.translate import written_by_someone_else
+
+    why = written_by_someone_else(path)
+    if why:
+        # loading runs the library's code: never one that someone else could have written
+        return Tier(None, f"the C library {path.name} is not loaded: {why}")
     try:
         lib = ctypes.CDLL(str(path))
         abi = lib.sd_abi

@@ -525,13 +525,12 @@ def _module_text(ks: KernelSource) -> str:
 
 def _cache_stem(ks: KernelSource, numba_version: str) -> pathlib.Path | None:
     """``<cache dir>/kernels/sdk_<hash>`` (None without a writable cache directory)."""
-    from sd_model.translate import default_cache_dir
+    from sd_model.translate import code_cache_folder
 
     digest = hashlib.sha256((_module_text(ks) + numba_version).encode()).hexdigest()[:20]
-    try:
-        folder = default_cache_dir() / "kernels"
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    # A private folder: numba loads its compiled code from __pycache__ below it with pickle.
+    folder = code_cache_folder("kernels")
+    if folder is None:
         return None
     return folder / f"sdk_{digest}"
 
@@ -571,9 +570,12 @@ def _from_disk_cache(ks: KernelSource, numba_version: str) -> Any:
         return None
     try:
         path = stem.with_suffix(".py")
-        if not path.exists():
+        text = _module_text(ks)
+        # A module that is not exactly the one generated (edited, truncated) is written
+        # again before it is imported: importing runs it.
+        if not path.exists() or path.read_text(errors="replace") != text:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(_module_text(ks))
+            tmp.write_text(text)
             tmp.replace(path)
         name = f"sd_model_kernel_{stem.name[4:]}"
         spec = importlib.util.spec_from_file_location(name, path)
