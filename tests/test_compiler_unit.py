@@ -109,6 +109,22 @@ def test_dataarray_override_with_unknown_dim_is_rejected(tmp_path):
         cm.system([{"c": bad}], cm.default_grid())
 
 
+def test_dataarray_overrides_are_placed_by_their_labels(tmp_path):
+    import xarray as xr
+
+    body = (
+        "Region: a, b, c\n\t~\t\n\t~\t|\n\nk[Region] = 1, 2, 3\n\t~\t\n\t~\t|\n\n"
+        "s[Region] = INTEG(k[Region], 0)\n\t~\t\n\t~\t|\n\n"
+    )
+    cm = compile_text(tmp_path, body, final=1, dt=1)
+    grid = cm.default_grid()
+    in_order = xr.DataArray([10.0, 20.0, 30.0], {"Region": ["a", "b", "c"]}, ["Region"])
+    shuffled = xr.DataArray([30.0, 10.0, 20.0], {"Region": ["c", "a", "b"]}, ["Region"])
+    for value in (in_order, shuffled):
+        res = integrate(cm.system([{"k": value}], grid), grid, SolverOptions(method="euler"))
+        np.testing.assert_array_equal(np.asarray(res.states)[-1].ravel(), [10.0, 20.0, 30.0])
+
+
 def test_control_values_and_time_units(tmp_path):
     cm = compile_text(tmp_path, DECAY, final=7, dt=0.5, saveper=0.5)
     assert cm.control == {

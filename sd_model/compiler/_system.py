@@ -900,6 +900,12 @@ def _interp_series(s: pd.Series, t: float) -> Any:
 def _const_override(el: Any, value: object) -> np.ndarray:
     shape = el.shape
     if isinstance(value, xr.DataArray):
+        if value.dims == tuple(el.dims) and all(
+            value.indexes[d].equals(pd.Index(c)) for d, c in zip(el.dims, el.coords, strict=True)
+        ):
+            # already in the variable's dims and element order (what normalize_params and
+            # parameter files give): labelling it again costs milliseconds per run
+            return np.array(value.values, dtype=float)
         missing = [d for d in value.dims if d not in el.dims]
         if missing:
             raise ParameterError(
