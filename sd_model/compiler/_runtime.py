@@ -202,6 +202,16 @@ def lookup(xq: Any, xs: np.ndarray, ys: np.ndarray, mode: str = "interpolate") -
         if not any(ys.strides[:-1]):
             # one table for every cell: the result varies only where the query does
             return np.interp(xq, x1, ys[(0,) * (ys.ndim - 1)])
+        if xq.ndim == 0:
+            # one query (a year) into a table per cell (data by region): one position and
+            # one weight for every cell, in the same arithmetic as the general case below
+            x = float(xq)
+            k = int(np.searchsorted(x1, x, side="right"))
+            lo, hi = min(max(k - 1, 0), n - 1), min(k, n - 1)
+            span = x1[hi] - x1[lo]
+            w = (x - x1[lo]) / span if span > 0 else 0.0
+            y0 = ys[..., lo]
+            return np.asarray(y0 + w * (ys[..., hi] - y0))
         # same x for every cell, different y: one searchsorted, then a flat gather
         if (
             n >= 2
