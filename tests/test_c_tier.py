@@ -624,39 +624,47 @@ needs_root = pytest.mark.skipif(
 )
 
 
+def _planted_cache(
+    cache: pathlib.Path, tmp_path: pathlib.Path, folder_mode: int
+) -> tuple[CompiledModel, pathlib.Path, pathlib.Path]:
+    """A model, a planted library where its own would be cached, and the planted code's
+    marker file."""
+    cm = _compile(HERE / "models" / "decay.mdl")
+    path = _library_path(cm, cache)
+    path.parent.mkdir(parents=True)
+    path.parent.chmod(folder_mode)
+    marker = tmp_path / "planted-code-ran"
+    _plant(path, marker)
+    return cm, path, marker
+
+
+def _runs_its_own_code(
+    cm: CompiledModel, marker: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got = cm.system([{}], cm.default_grid()).run_c("euler")
+    assert not marker.exists(), "the planted library was loaded"
+    assert got is not None  # the user's own build, which gives NumPy's numbers
+    _assert_same(got, _numpy_run(cm, [{}], "euler", monkeypatch))
+
+
 @needs_cc
 @needs_root
 def test_a_library_of_another_user_is_never_loaded(
     new_process: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cm = _compile(HERE / "models" / "decay.mdl")
-    path = _library_path(cm, new_process)
-    path.parent.mkdir(parents=True, mode=0o700)
-    marker = tmp_path / "planted-code-ran"
-    _plant(path, marker)
+    cm, path, marker = _planted_cache(new_process, tmp_path, 0o700)
     os.chown(path, 4321, 4321)
-    got = cm.system([{}], cm.default_grid()).run_c("euler")
-    assert not marker.exists(), "another user's library was loaded"
-    # it was replaced by the user's own build, which gives NumPy's numbers
-    assert got is not None
-    _assert_same(got, _numpy_run(cm, [{}], "euler", monkeypatch))
-    assert path.stat().st_uid == os.geteuid()
+    _runs_its_own_code(cm, marker, monkeypatch)
+    assert path.stat().st_uid == os.geteuid()  # replaced by the user's own build
 
 
 @needs_cc
 def test_a_cache_folder_others_could_write_is_emptied_and_made_private(
     new_process: pathlib.Path, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cm = _compile(HERE / "models" / "decay.mdl")
-    path = _library_path(cm, new_process)
-    path.parent.mkdir(parents=True)
-    marker = tmp_path / "planted-code-ran"
-    _plant(path, marker)  # the user's own file, but in a folder anyone could write to
-    path.parent.chmod(0o777)
-    got = cm.system([{}], cm.default_grid()).run_c("euler")
-    assert not marker.exists(), "code was loaded from a folder others could write"
-    assert got is not None
-    _assert_same(got, _numpy_run(cm, [{}], "euler", monkeypatch))
+    # the user's own file, but in a folder anyone could have written it to
+    cm, path, marker = _planted_cache(new_process, tmp_path, 0o777)
+    _runs_its_own_code(cm, marker, monkeypatch)
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # the user's own build
 
@@ -669,18 +677,11 @@ def test_a_cache_folder_of_another_user_is_not_used(
     from sd_model import translate
 
     monkeypatch.setattr(translate, "_WARNED_UNTRUSTED", set())
-    cm = _compile(HERE / "models" / "decay.mdl")
-    path = _library_path(cm, new_process)
-    path.parent.mkdir(parents=True, mode=0o700)
-    marker = tmp_path / "planted-code-ran"
-    _plant(path, marker)
+    cm, path, marker = _planted_cache(new_process, tmp_path, 0o700)
     os.chown(path, 4321, 4321)
     os.chown(path.parent, 4321, 4321)
     with pytest.warns(UserWarning, match=r"does not load compiled code from .*another user"):
-        got = cm.system([{}], cm.default_grid()).run_c("euler")
-    assert not marker.exists(), "code was loaded from another user's folder"
-    assert got is not None  # built in a private temporary folder instead
-    _assert_same(got, _numpy_run(cm, [{}], "euler", monkeypatch))
+        _runs_its_own_code(cm, marker, monkeypatch)  # built in a private temporary folder
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # left alone
 
 
